@@ -32,7 +32,10 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from konbini import validation
+from konbini.contracts import service_roles
 from konbini.errors import KonbiniError, internal_error, to_status
+from konbini.pki.identity import Role
+from konbini.pki.mtls import AuthorizationInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +228,17 @@ def run_workers(
     for proc in procs:
         proc.join()
     return max((proc.exitcode or 0) for proc in procs)
+
+
+def contract_authorization(*, insecure_dev: bool = False) -> grpc.aio.ServerInterceptor:
+    """The authorization interceptor configured from the contracts' `callers` options.
+
+    Services whose callers are ROLE_PUBLIC need no client certificate; gRPC Python cannot make
+    a client certificate optional on one port, so a side serves them on a port of their own.
+    """
+    roles = {
+        service: frozenset(Role(r) for r in allowed if r != "public")
+        for service, allowed in service_roles().items()
+    }
+    public = frozenset(s for s, allowed in service_roles().items() if "public" in allowed)
+    return AuthorizationInterceptor(roles, insecure_dev, public_services=public)
