@@ -17,6 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jpki": ("konbini.pki.cli", "JPKI test CA: issue cards, revoke, publish CRLs"),
     "proto": ("konbini.devtools.genproto", "generate stubs from proto/ and check drift"),
     "requirements": ("konbini.requirements", "list the normative requirements"),
+    "terminal": (
+        "terminal.cli",
+        "the reference kiosk terminal: issue, recover, web kiosk, test driver",
+    ),
 }
 
 
