@@ -407,13 +407,13 @@ class Kiosk:
             return self._show(Screen(ScreenId.PAYMENT, fee=txn.fee, paid=paid))
         if self._expired(txn):
             released = self._payment.release()
-            return self._fail_txn(session, "DOCUMENT_REJECTED", "RESERVATION_EXPIRED",
+            return self._fail_txn(session, "RESERVATION_EXPIRED", "RESERVATION_EXPIRED",
                                   returned=released, paid=paid)
         self._journal.paid(txn.txn_id, txn.fee)
         change = self._payment.take(txn.fee).change
         self._pause("after-payment")
         if self._expired(txn):  # ISSUE-EXPIRY: never print a reservation that has expired
-            return self._fail_txn(session, "DOCUMENT_REJECTED", "RESERVATION_EXPIRED",
+            return self._fail_txn(session, "RESERVATION_EXPIRED", "RESERVATION_EXPIRED",
                                   returned=change, paid=paid)
         self._show(Screen(ScreenId.PRINTING, fee=txn.fee, paid=paid, returned=change))
         self._journal.printing(txn.txn_id)

@@ -63,6 +63,8 @@ class _FailureCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureC
     """The terminal restarted and found the transaction unfinished."""
     FAILURE_CAUSE_DOCUMENT_REJECTED: _FailureCause.ValueType  # 5
     """The documents failed the terminal's checks."""
+    FAILURE_CAUSE_RESERVATION_EXPIRED: _FailureCause.ValueType  # 6
+    """The reservation would expire before printing could finish; nothing was printed."""
 
 class FailureCause(_FailureCause, metaclass=_FailureCauseEnumTypeWrapper):
     """Why a print failed."""
@@ -79,6 +81,8 @@ FAILURE_CAUSE_TERMINAL_RESTART: FailureCause.ValueType  # 4
 """The terminal restarted and found the transaction unfinished."""
 FAILURE_CAUSE_DOCUMENT_REJECTED: FailureCause.ValueType  # 5
 """The documents failed the terminal's checks."""
+FAILURE_CAUSE_RESERVATION_EXPIRED: FailureCause.ValueType  # 6
+"""The reservation would expire before printing could finish; nothing was printed."""
 Global___FailureCause: _TypeAlias = FailureCause  # noqa: Y015
 
 class _UseRegistrationStatus:
