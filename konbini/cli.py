@@ -17,6 +17,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jpki": ("konbini.pki.cli", "JPKI test CA: issue cards, revoke, publish CRLs"),
     "proto": ("konbini.devtools.genproto", "generate stubs from proto/ and check drift"),
     "requirements": ("konbini.requirements", "list the normative requirements"),
+    "municipality": (
+        "municipality.cli",
+        "run the municipal issuing server and manage its register data",
+    ),
+    "verify": ("centre.verify_cli", "verify a printed certificate offline"),
     "terminal": (
         "terminal.cli",
         "the reference kiosk terminal: issue, recover, web kiosk, test driver",
