@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "municipality.cli",
         "run the municipal issuing server and manage its register data",
     ),
+    "centre": ("centre.cli", "run the reference centre and check its audit log"),
     "verify": ("centre.verify_cli", "verify a printed certificate offline"),
     "terminal": (
         "terminal.cli",
