@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pki": ("konbini.pki.cli", "make and inspect the development PKI"),
     "jpki": ("konbini.pki.cli", "JPKI test CA: issue cards, revoke, publish CRLs"),
     "proto": ("konbini.devtools.genproto", "generate stubs from proto/ and check drift"),
+    "demo": ("network.demo", "run the whole reference network and issue every kind"),
+    "up": ("network.demo", "start the reference network and keep it running"),
     "requirements": ("konbini.requirements", "list the normative requirements"),
     "municipality": (
         "municipality.cli",

@@ -38,7 +38,7 @@ from konbini.card import (
 )
 from konbini.card.apdu import valid_pin_format
 from konbini.clock import Clock, SystemClock
-from konbini.common.v1 import types_pb2
+from konbini.common.v1 import errors_pb2, types_pb2
 from konbini.contracts import reasons
 from konbini.errors import KonbiniError
 from konbini.kiosk.v1 import kiosk_pb2
@@ -303,7 +303,7 @@ class Kiosk:
             return "FIELD_INVALID"
         if not entry.available_now:
             if entry.unavailable_reason:
-                return types_pb2.ErrorReason.Name(entry.unavailable_reason).removeprefix(
+                return errors_pb2.ErrorReason.Name(entry.unavailable_reason).removeprefix(
                     "ERROR_REASON_")
             return "OUTSIDE_SERVICE_HOURS"
         if choice.copies > entry.max_copies > 0:

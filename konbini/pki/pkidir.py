@@ -333,14 +333,17 @@ def pki_init(
     b.ensure_pair("operator CA", pki.network_ca, lambda: new_ca("konbini development operator CA"))
     ca = pki.network_ca.load()
 
-    def tls(name: str, uris: list[str], *, server: bool) -> Callable[[], Issued]:
-        extra = {"dns_names": LOOPBACK_DNS, "ip_addresses": LOOPBACK_IPS} if server else {}
+    def tls(name: str, uris: list[str], *, server: bool, host: str = "") -> Callable[[], Issued]:
+        # A server answers to its own name (the routes' tls_server_name) and to loopback.
+        dns = (host, *LOOPBACK_DNS) if host else LOOPBACK_DNS
+        extra = {"dns_names": dns, "ip_addresses": LOOPBACK_IPS} if server else {}
         return lambda: issue_tls_leaf(
             ca, name, uris, server=server, now=now, valid_for=LEAF_VALIDITY, **extra
         )
 
     b.ensure_pair("centre server certificate", pki.centre_server,
-                  tls(f"centre {centre_id}", [centre_uri(centre_id)], server=True))
+                  tls(f"centre {centre_id}", [centre_uri(centre_id)], server=True,
+                      host=centre_id))
     b.ensure_pair("centre client certificate", pki.centre_client,
                   tls(f"centre {centre_id}", [centre_uri(centre_id)], server=False))
     for code in codes:
@@ -349,7 +352,7 @@ def pki_init(
     for name, served in all_servers.items():
         b.ensure_pair(f"municipality server {name} certificate", pki.municipality_server(name),
                       tls(f"municipality server {name}",
-                          [municipality_uri(c) for c in served], server=True))
+                          [municipality_uri(c) for c in served], server=True, host=name))
     for store_operator, terminal_id in all_terminals:
         b.ensure_pair(f"terminal {store_operator}:{terminal_id} client certificate",
                       pki.terminal_client(store_operator, terminal_id),
