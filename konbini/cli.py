@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pki": ("konbini.pki.cli", "make and inspect the development PKI"),
     "jpki": ("konbini.pki.cli", "JPKI test CA: issue cards, revoke, publish CRLs"),
     "proto": ("konbini.devtools.genproto", "generate stubs from proto/ and check drift"),
+    "bench": ("konbini.bench", "measure speed (medians and ratios from one run)"),
     "demo": ("network.demo", "run the whole reference network and issue every kind"),
     "up": ("network.demo", "start the reference network and keep it running"),
     "requirements": ("konbini.requirements", "list the normative requirements"),
