@@ -400,14 +400,21 @@ def _applies(view: CardView, kind: int) -> bool:
 
 def _selectable(view: CardView, kind: int, refs: PersonRefs) -> list[types_pb2.Person]:
     if kind in REGISTER_KINDS:
-        people = []
+        people: list[types_pb2.Person] = []
+        selves = 0
         for ms in view.memberships:
             for m in ms.register.members:
                 is_self = m.id == ms.member_id
                 person = types_pb2.Person(ref=refs.member(ms.register.id, m.id),
                                           display_name=m.name,
                                           relationship=SELF_LABEL if is_self else m.relationship)
-                people.insert(0, person) if is_self and not people else people.append(person)
+                # Self first (CatalogueEntry.selectable) wherever the holder sits in the
+                # register; e2e fix: a holder listed after others used to be appended last.
+                if is_self:
+                    people.insert(selves, person)
+                    selves += 1
+                else:
+                    people.append(person)
         return people
     assert view.holder is not None
     household = current_household(view) if kind in RESIDENCE_KINDS else [view.holder]
