@@ -85,7 +85,7 @@ def test_identities_in_certificates(pki: PkiDir) -> None:
     ident = identity_of(server)
     assert ident.role is Role.MUNICIPALITY and ident.municipality_codes == ("131016", "131041")
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.DNSName) == ["tokyo-cloud", "localhost"]
     assert {str(a) for a in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
     term = identity_of(load_certificate(pki.terminal_client("lawson", "T0002").cert))
     assert (term.role, term.store_operator, term.id) == (Role.TERMINAL, "lawson", "T0002")
