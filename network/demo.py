@@ -27,6 +27,7 @@ from konbini.clock import JST, OffsetClock
 from konbini.common.v1 import types_pb2
 from konbini.testing.v1 import testing_pb2, testing_pb2_grpc
 from konbini.verification.v1 import verification_pb2, verification_pb2_grpc
+from network.demo_data import CHIYODA
 from network.launch import SERVERS, NetworkError, ReferenceNetwork, in_service_hours
 from terminal.centre import CentreEndpoint, GrpcCentre
 from terminal.flow import Choice, Kiosk, Screen, ScreenId
@@ -51,6 +52,8 @@ class Scenario:
     copies: int = 1
     pin: str = "1234"
     municipality: str = ""
+    # A use registration (利用登録) applied for first: (register municipality, 本籍, 筆頭者).
+    use_registration: tuple[str, str, str] | None = None
 
 
 def _rr(scope: int, **show: bool) -> Callable[[Screen], types_pb2.CertificateOptions]:
@@ -67,6 +70,20 @@ def _rr(scope: int, **show: bool) -> Callable[[Screen], types_pb2.CertificateOpt
 def _tax(year: int) -> Callable[[Screen], types_pb2.CertificateOptions]:
     return lambda _m: types_pb2.CertificateOptions(income_tax=types_pb2.IncomeTaxOptions(
         fiscal_year=year))
+
+
+def _register(individual: bool) -> Callable[[Screen], types_pb2.CertificateOptions]:
+    def build(menu: Screen) -> types_pb2.CertificateOptions:
+        refs: list[str] = []
+        if individual:  # the card holder, listed first (CatalogueEntry.selectable)
+            refs = [next(e.selectable[0].ref for e in menu.menu
+                         if e.kind == K.CERTIFICATE_KIND_FAMILY_REGISTER_INDIVIDUAL)]
+        return types_pb2.CertificateOptions(
+            family_register=types_pb2.FamilyRegisterOptions(member_refs=refs))
+    return build
+
+
+USE_CHIYODA = (CHIYODA, "東京都千代田区千代田1番", "葛城 太郎")
 
 
 def _seal(_menu: Screen) -> types_pb2.CertificateOptions:
@@ -90,6 +107,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("住民票の写し（外国人住民・国籍・在留資格）", "shinjuku-resident",
              K.CERTIFICATE_KIND_RESIDENCE_RECORD, "ISSUED",
              _rr(K.HOUSEHOLD_SCOPE_SELF, show_nationality=True, show_residence_status=True)),
+    Scenario("戸籍全部事項証明書（本籍地 千代田区・利用登録）", "kofu-head",
+             K.CERTIFICATE_KIND_FAMILY_REGISTER_FULL, "ISSUED", _register(False),
+             municipality=CHIYODA, use_registration=USE_CHIYODA),
+    Scenario("戸籍個人事項証明書（本人）", "kofu-head",
+             K.CERTIFICATE_KIND_FAMILY_REGISTER_INDIVIDUAL, "ISSUED", _register(True),
+             municipality=CHIYODA),
+    Scenario("戸籍の附票の写し", "kofu-head",
+             K.CERTIFICATE_KIND_FAMILY_REGISTER_ADDRESS_HISTORY, "ISSUED", _register(False),
+             municipality=CHIYODA),
     Scenario("15歳未満", "kofu-child", K.CERTIFICATE_KIND_RESIDENCE_RECORD, "UNDER_15",
              _rr(K.HOUSEHOLD_SCOPE_SELF)),
     Scenario("支援措置", "kofu-protected", K.CERTIFICATE_KIND_RESIDENCE_RECORD,
@@ -140,6 +166,12 @@ class Demo:
         screen = kiosk.insert_card(SoftCardReader(self.net.card_path(scenario.person)))
         if screen.id is ScreenId.ENTER_PIN:
             screen = kiosk.enter_pin(scenario.pin)
+        if screen.id is ScreenId.MENU and scenario.use_registration:
+            applied = kiosk.register_use(*scenario.use_registration)
+            if applied.status != "APPROVED":
+                kiosk.cancel(remove_card=True)
+                return Outcome(scenario, f"USE_REGISTRATION_{applied.status}")
+            screen = kiosk.screen
         if screen.id is ScreenId.MENU:
             choice = Choice(kind=scenario.kind, options=scenario.options(screen),
                             copies=scenario.copies, municipality_code=scenario.municipality)

@@ -43,7 +43,8 @@ def seal_png(size: int = 160, colour: tuple[int, int, int] = (200, 30, 30)) -> b
     return out.getvalue()
 
 
-def _offers(*, individual_number_allowed: bool, register: bool) -> list[reg.KindOffer]:
+def _offers(*, individual_number_allowed: bool, register: bool,
+            register_weekdays_only: bool = False) -> list[reg.KindOffer]:
     standard = types_pb2.ServiceHours()  # empty: 06:30-23:00 every day, year-end closure
     weekdays = types_pb2.ServiceHours(
         days=[types_pb2.WEEKDAY_MONDAY + i for i in range(5)],
@@ -69,7 +70,8 @@ def _offers(*, individual_number_allowed: bool, register: bool) -> list[reg.Kind
     ]
     if register:
         offers += [
-            reg.KindOffer(kind=kind, fee=_money(350), hours=weekdays, max_copies=3)
+            reg.KindOffer(kind=kind, fee=_money(350), max_copies=3,
+                          hours=weekdays if register_weekdays_only else standard)
             for kind in (
                 types_pb2.CERTIFICATE_KIND_FAMILY_REGISTER_FULL,
                 types_pb2.CERTIFICATE_KIND_FAMILY_REGISTER_INDIVIDUAL,
@@ -109,7 +111,9 @@ def dataset() -> reg.Dataset:
         tenant=reg.Tenant(
             code=types_pb2.MunicipalityCode(value=KOFU), name="甲府市",
             issuer_line="甲府市長　山梨　一郎", official_seal_png=seal_png(220),
-            offers=_offers(individual_number_allowed=False, register=True),
+            # Kofu offers family registers on weekdays 09:00-17:00 only (DOMAIN.md "Hours").
+            offers=_offers(individual_number_allowed=False, register=True,
+                           register_weekdays_only=True),
         ),
         residents=[
             reg.Resident(

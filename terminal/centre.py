@@ -57,6 +57,10 @@ class Centre(Protocol):
     def get_issuance(self, req: kiosk_pb2.GetIssuanceRequest
                      ) -> kiosk_pb2.GetIssuanceResponse: ...
     def end_session(self, req: kiosk_pb2.EndSessionRequest) -> kiosk_pb2.EndSessionResponse: ...
+    def register_family_register_use(self, req: kiosk_pb2.RegisterFamilyRegisterUseRequest
+                                     ) -> kiosk_pb2.RegisterFamilyRegisterUseResponse: ...
+    def get_use_registration(self, req: kiosk_pb2.GetUseRegistrationRequest
+                             ) -> kiosk_pb2.GetUseRegistrationResponse: ...
 
 
 @dataclass(frozen=True)
@@ -176,3 +180,14 @@ class GrpcCentre:
     def end_session(self, req: kiosk_pb2.EndSessionRequest) -> kiosk_pb2.EndSessionResponse:
         """KioskService.EndSession."""
         return self._call("EndSession", self._stub.EndSession, req)
+
+    def register_family_register_use(self, req: kiosk_pb2.RegisterFamilyRegisterUseRequest
+                                     ) -> kiosk_pb2.RegisterFamilyRegisterUseResponse:
+        """KioskService.RegisterFamilyRegisterUse."""
+        return self._call("RegisterFamilyRegisterUse", self._stub.RegisterFamilyRegisterUse,
+                          req)
+
+    def get_use_registration(self, req: kiosk_pb2.GetUseRegistrationRequest
+                             ) -> kiosk_pb2.GetUseRegistrationResponse:
+        """KioskService.GetUseRegistration."""
+        return self._call("GetUseRegistration", self._stub.GetUseRegistration, req)

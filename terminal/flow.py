@@ -115,6 +115,15 @@ class Choice:
     municipality_code: str = ""  # empty: the residence municipality
 
 
+@dataclass(frozen=True)
+class UseRegistration:
+    """The answer to a use registration: PENDING, APPROVED, REJECTED, or REFUSED with a reason."""
+
+    registration_id: str
+    status: str
+    reason: str | None
+
+
 class FlowError(RuntimeError):
     """An action that the current screen does not offer (a programming error of the caller)."""
 
@@ -439,6 +448,34 @@ class Kiosk:
         self.last_settlement = result
         return self._show(Screen(ScreenId.DONE, fee=result.charged, paid=paid,
                                  returned=change + result.refunded, printed=job.paths))
+
+    # -- use registration (利用登録) ---------------------------------------------------------
+
+    def register_use(self, register_code: str, domicile: str, head: str) -> UseRegistration:
+        """Apply for family-register use at the register municipality (本籍地): the card signs
+        the application in the current session. Then the register municipality's kinds appear
+        on the menu once it is approved (USEREG-CATALOGUE); the menu is read again here."""
+        session = self._expect(ScreenId.MENU, ScreenId.REFUSED)
+        request_id = self._new_id()
+        intent = kiosk_pb2.UseRegistrationIntent(
+            session_id=session.session_id, challenge=session.challenge, request_id=request_id,
+            register_municipality_code=types_pb2.MunicipalityCode(value=register_code),
+            registered_domicile=domicile, head_of_register=head).SerializeToString()
+        try:
+            answer = self._centre.register_family_register_use(
+                kiosk_pb2.RegisterFamilyRegisterUseRequest(
+                    request_id=request_id, session_id=session.session_id, intent=intent,
+                    signature=session.card.sign_sha256(intent)))
+            catalogue = self._centre.get_catalogue(
+                kiosk_pb2.GetCatalogueRequest(session_id=session.session_id))
+        except KonbiniError as error:
+            self._refuse(_reason_of(error))
+            return UseRegistration("", "REFUSED", _reason_of(error))
+        session.menu = tuple(catalogue.entries)
+        self._show_menu(session)
+        status = kiosk_pb2.UseRegistrationStatus.Name(answer.status).removeprefix(
+            "USE_REGISTRATION_STATUS_")
+        return UseRegistration(answer.registration_id, status, None)
 
     # -- cancel and the end of a session ------------------------------------------------
 
