@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jpki": ("konbini.pki.cli", "JPKI test CA: issue cards, revoke, publish CRLs"),
     "proto": ("konbini.devtools.genproto", "generate stubs from proto/ and check drift"),
     "bench": ("konbini.bench", "measure speed (medians and ratios from one run)"),
+    "conformance": ("conformance.cli", "run the conformance suite against an implementation"),
     "demo": ("network.demo", "run the whole reference network and issue every kind"),
     "up": ("network.demo", "start the reference network and keep it running"),
     "requirements": ("konbini.requirements", "list the normative requirements"),
