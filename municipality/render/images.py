@@ -37,15 +37,20 @@ _cache: OrderedDict[str, EncodedImage] = OrderedDict()
 _lock = threading.Lock()
 
 
-def encode_image(image: Image.Image | bytes) -> EncodedImage:
+def encode_image(
+    image: Image.Image | bytes, min_size: tuple[int, int] = (0, 0)
+) -> EncodedImage:
     """Encode a PIL image or image file bytes (PNG, …) for PDF, using the process cache.
 
     1-bit and grayscale images stay 1-bit/grayscale; colour becomes RGB; an alpha channel (or a
-    palette transparency) becomes a soft mask so a seal can sit over printed text.
+    palette transparency) becomes a soft mask so a seal can sit over printed text. An image
+    with fewer pixels than ``min_size`` is resampled up to it, so that raster content prints
+    at the resolution the page asks for (DOC-RESOLUTION) whatever size the source had.
     """
+    sized = f"@{min_size[0]}x{min_size[1]}"
     if isinstance(image, bytes | bytearray | memoryview):
         raw = bytes(image)
-        key = hashlib.sha256(raw).hexdigest()[:16]
+        key = hashlib.sha256(raw + sized.encode()).hexdigest()[:16]
         found = _get(key)
         if found is not None:
             return found
@@ -56,18 +61,31 @@ def encode_image(image: Image.Image | bytes) -> EncodedImage:
             raise RenderError(f"image data cannot be decoded: {exc}") from exc
     else:
         pil = image
-        digest = hashlib.sha256(f"{pil.mode}{pil.size}".encode())
+        digest = hashlib.sha256(f"{pil.mode}{pil.size}{sized}".encode())
         digest.update(pil.tobytes())
         key = digest.hexdigest()[:16]
         found = _get(key)
         if found is not None:
             return found
-    encoded = _encode(pil, key)
+    encoded = _encode(_at_least(pil, min_size), key)
     with _lock:
         _cache[key] = encoded
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return encoded
+
+
+def _at_least(pil: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The image resampled up to ``size`` when it has fewer pixels (never down)."""
+    if pil.width >= size[0] and pil.height >= size[1]:
+        return pil
+    target = (max(pil.width, size[0]), max(pil.height, size[1]))
+    if pil.mode == "1":  # keep hard edges: resample in gray, threshold back
+        return pil.convert("L").resize(target, Image.Resampling.LANCZOS).point(
+            lambda v: 255 if v >= 128 else 0).convert("1")
+    if pil.mode == "P":
+        pil = pil.convert("RGBA")
+    return pil.resize(target, Image.Resampling.LANCZOS)
 
 
 def _get(key: str) -> EncodedImage | None:

@@ -10,6 +10,7 @@ Coordinates are PDF points with the origin at the TOP-LEFT of the page and y gro
 from __future__ import annotations
 
 import io
+import math
 import zlib
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ MM = 72 / 25.4
 # Content streams are large and built per document: level 1 compresses well enough and costs a
 # fraction of level 6 (ARCHITECTURE.md: level 6 costs more than drawing the page).
 CONTENT_ZLIB_LEVEL = 1
+# Raster content (seals) is resampled to at least this resolution where it is placed.
+IMAGE_DPI = 300
 
 Colour = tuple[float, float, float]
 
@@ -172,7 +175,9 @@ class Page:
     ) -> None:
         """Place an image in the box with top-left (x, y). ``multiply`` blends it like ink (white
         leaves what is beneath visible), which is how a seal over the issuer's name looks."""
-        enc = encode_image(image)
+        # Enough pixels for IMAGE_DPI in the placed box (DOC-RESOLUTION).
+        need = (math.ceil(w / 72 * IMAGE_DPI), math.ceil(h / 72 * IMAGE_DPI))
+        enc = encode_image(image, need)
         self.images[enc.key] = enc
         gs = ""
         if multiply:
