@@ -1,11 +1,13 @@
 """``konbini verify FILE [FILE...]``: check a printed certificate offline.
 
 Give the PDF as delivered (front, back, front, back, ...) or PNG scans as front/back pairs in
-sheet order (``front1.png back1.png front2.png back2.png``, 300 dpi). Trust comes from a signed
-trust list file (``--trust-list FILE``, the serialized ``konbini.common.v1.SignedTrustList``
-that GetTrustList returns) checked against the document-signing CA root (``--root PEM`` or
-the PKI directory's), or from a PKI directory alone (``--pki DIR``: a trust list is signed
-from it on the spot, as the centre would). Nothing is sent anywhere.
+sheet order (``front1.png back1.png front2.png back2.png``, 150 dpi or more). The checks are
+:mod:`konbini.verify`, the same the centre's VerificationService and the conformance suite
+run. Trust comes from a signed trust list file (``--trust-list FILE``, the serialized
+``konbini.common.v1.SignedTrustList`` that GetTrustList returns) checked against the
+document-signing CA root (``--root PEM`` or the PKI directory's), or from a PKI directory
+alone (``--pki DIR``: a trust list is signed from it on the spot, as the centre would).
+Nothing is sent anywhere.
 
 Exit status: 0 genuine, 1 rejected, 2 the command could not run.
 """
@@ -70,7 +72,7 @@ def _print(response: verification_pb2.VerifyDocumentResponse) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The command."""
-    from centre.verification import verify_pdf, verify_scans
+    from konbini.verify import verify_pdf, verify_scans
 
     now = dt.datetime.now(dt.UTC)
     try:

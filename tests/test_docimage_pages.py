@@ -37,13 +37,16 @@ from konbini.docimage.backside import (
     LABEL_SCALE,
     LABEL_TOP,
     PAGE_SIZE,
+    SCRAMBLE_BOX,
     SCRAMBLE_LEFT,
     SCRAMBLE_SIZE,
     SCRAMBLE_TOP,
+    Marker,
     back_image,
     copy_void_pattern,
     make_back_page,
     marker_text,
+    parse_marker,
 )
 from konbini.docimage.bitmapfont import text_mask
 from konbini.docimage.fingerprint import FINGERPRINT_LENGTH
@@ -401,3 +404,54 @@ def test_key_for_gets_the_printed_key_id(with_back_150: list[np.ndarray]) -> Non
     lookup: Callable[[str], bytes] = key_for
     check_back(*with_back_150, lookup)
     assert asked == ["sk0001"]
+
+
+def test_marker_describes_the_scramble_grid() -> None:
+    text = marker_text("sk0007", 1)
+    assert text == "KKB1:sk0007:1:16:76:176:1088:1536"
+    assert parse_marker(text) == Marker("sk0007", 1, 16, SCRAMBLE_BOX)
+    for bad in ("KKB1:sk0007:1", "KKB1:sk0007:1:6:76:176:1088:1536",  # block not cells of 4
+                "KKB1:sk0007:1:16:76:176:1000:1536",  # not whole blocks
+                "KKB1:sk0007:1:16:900:176:1088:1536"):  # off the page
+        with pytest.raises(BackSideUnreadable):
+            parse_marker(bad)
+
+
+def test_back_is_read_from_the_grid_its_marker_names(renders: dict[int, np.ndarray]) -> None:
+    # A back drawn with a smaller scramble area than the layout's: read by the marker alone.
+    small = Box(76, 176, 76 + 64 * 16, 176 + 90 * 16)
+    back = back_image(renders[150], "sk0001", KEY)
+    page = np.full_like(back, 255)
+    page[:SCRAMBLE_TOP] = back[:SCRAMBLE_TOP]
+    qr = qr_image(marker_text("sk0001", 0, 16, small), 4)
+    page[16 : 16 + qr.shape[0], 1164 - qr.shape[1] : 1164] = qr
+    shuffled = scramble(scramble_source(renders[150], (small.height, small.width)), KEY)
+    page[small.top : small.bottom, small.left : small.right] = shuffled
+    side, result = check_back(renders[150], page, lambda _: KEY)
+    assert side.scrambled.shape == (small.height, small.width)
+    assert result.ok, result.changed_blocks
+
+
+def test_print_resolution_back_has_fine_dots_and_the_same_layout(
+    renders: dict[int, np.ndarray],
+) -> None:
+    at_150 = back_image(renders[150], "sk0001", KEY)
+    at_300 = back_image(renders[150], "sk0001", KEY, dpi=300)
+    assert at_300.shape == (3508, 2480)
+    # The layout (label, marker, scramble) is the 150 dpi one with each pixel doubled...
+    area = (slice(SCRAMBLE_TOP * 2, (SCRAMBLE_TOP + 64) * 2), slice(SCRAMBLE_LEFT * 2, 400))
+    doubled = np.repeat(np.repeat(at_150, 2, axis=0), 2, axis=1)
+    assert np.array_equal(at_300[area], doubled[area])
+    # ...while the copy-void ground is drawn at 300 dpi: single-pixel dots, 1/16 of the paper.
+    ground = at_300[3440:3500, 40:2440] == 0
+    assert ground.mean() == pytest.approx(1 / 16, abs=0.01)
+    lone = ground[1:-1, 1:-1] & ~ground[:-2, 1:-1] & ~ground[1:-1, :-2] & ~ground[1:-1, 2:]
+    assert lone.sum() > 1000
+
+
+def test_check_back_lets_key_for_refuse_an_unknown_key(with_back_150: list[np.ndarray]) -> None:
+    def unknown(key_id: str) -> bytes:
+        raise LookupError(key_id)
+
+    with pytest.raises(LookupError, match="sk0001"):
+        check_back(*with_back_150, unknown)

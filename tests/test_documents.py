@@ -12,8 +12,13 @@ import pikepdf
 import pytest
 
 from konbini.common.v1 import types_pb2
-from konbini.docimage.fingerprint import MATCH_THRESHOLD, fingerprint_distance, front_fingerprint
-from konbini.docimage.qr import find_qr_codes
+from konbini.docimage.fingerprint import (
+    MATCH_THRESHOLD,
+    fingerprint_distance,
+    front_fingerprint,
+    seal_square,
+)
+from konbini.docimage.qr import find_qr_codes, qr_matrix
 from konbini.docimage.raster import all_pages_a4, rasterize_page, rasterize_pages
 from konbini.pki import PkiDir, TrustList, pki_init, verify_signed_trust_list_at
 from konbini.pki.x509util import load_certificate
@@ -52,7 +57,6 @@ pytestmark = pytest.mark.skipif(IPAMJ is None, reason="IPAmj Mincho (fonts-ipamj
 K = types_pb2
 NOW = dt.datetime(2025, 4, 1, 1, 30, tzinfo=dt.UTC)
 TEXT_OPERATORS = {"BT", "ET", "Tj", "TJ", "'", '"', "Tf", "Td", "TD", "Tm", "T*", "Tr", "Tz"}
-QR_MARGIN_PX = 12  # a verifier blanks the QR it found plus its quiet zone (4 modules, ~2 mm)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +152,13 @@ def test_every_kind_is_sealed_page_by_page(
             assert (claims.kind, claims.issue_number) == (kind, metadata.issue_number)
             assert (claims.page_index, claims.page_count) == (index + 1, len(pages))
             assert claims.issued_at_unix == int(NOW.timestamp())
-            # what a verifier does: blank the QR it found (with its quiet zone), fingerprint
-            qr = found[0].box.expanded(QR_MARGIN_PX)
-            recomputed = front_fingerprint(blanked(image, qr), exclude=[qr])
+            # what a verifier does: exclude the seal square of the QR it found, fingerprint
+            square = seal_square(found[0].box, len(qr_matrix(found[0].text)))
+            assert abs(square.left - qr_pixel_box().left) <= 2
+            recomputed = front_fingerprint(image, exclude=[square])
             assert fingerprint_distance(recomputed, claims.front_fingerprint) <= MATCH_THRESHOLD
+            # painting the square white first (an older procedure) gives the same digest
+            assert front_fingerprint(blanked(image, square), exclude=[square]) == recomputed
 
 
 def test_copies_differ_only_in_issue_number(composed: dict) -> None:

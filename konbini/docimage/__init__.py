@@ -5,7 +5,8 @@ The safe, high-level calls:
 * :func:`rasterize_page` / :func:`load_scan` — a page as a grayscale uint8 array;
 * :func:`find_qr_codes`, :func:`b45encode` / :func:`b45decode` — the visible seal's transport;
 * :func:`front_fingerprint` / :func:`fingerprint_distance` — the front's digest for the signed seal;
-* :func:`add_back_pages` (centre) and :func:`check_back` (verifier) — the scrambled back side.
+* :func:`add_back_pages` (centre) and :func:`check_back` (verifier) — the scrambled back side;
+* :mod:`konbini.verify` builds the whole certificate check on these.
 
 Modules hold the low-level pieces (``scramble.derive_shuffle``, ``fingerprint.front_grid``, …).
 """
@@ -31,6 +32,7 @@ from konbini.docimage.fingerprint import (
     fingerprint_distance,
     fingerprints_match,
     front_fingerprint,
+    seal_square,
 )
 from konbini.docimage.geometry import Box
 from konbini.docimage.qr import FoundQr, find_qr_codes, qr_image
@@ -76,6 +78,7 @@ __all__ = [
     "read_back",
     "scramble",
     "scramble_source",
+    "seal_square",
     "unscramble",
     "unscramble_back",
 ]

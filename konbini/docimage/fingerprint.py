@@ -4,10 +4,12 @@ Algorithm (version 1), fixed so that any vendor can reimplement it:
 
 1. Darkness: ``d = clip(W - v, 0, 255) / 255`` per pixel, ``W`` the smallest gray value that 90 %
    of the pixels do not exceed (the paper's white, so a grey scan and a white render agree).
+   ``W`` is taken over the pixels outside the excluded boxes of step 2 (as grown there), so
+   nothing inside them counts anywhere.
 2. Exclusion: ``d = 0`` inside every excluded box grown by 0.5 % of the page width (1 mm on A4).
    The QR code is excluded: it carries the signed payload, so it cannot be in its own digest. Its
    quiet zone must stay white (it does by the QR standard), so a box found a pixel or two off
-   blanks the same ink.
+   blanks the same ink. Painting an excluded box white beforehand changes nothing.
 3. Grid: 48 × 68 cells spanning the whole image (about 4.4 mm square on A4). The exact area mean
    of ``d`` over a 4× finer grid (fractional edges), then per axis a 12-tap Gaussian window
    (σ = 2 fine cells, zero outside the page) centred on each cell, i.e. soft cells.
@@ -36,6 +38,14 @@ a changed word or number is caught, a single changed character is not (the unscr
 catches that, see :func:`konbini.docimage.scramble.compare_front_back`). The distance is
 relative to the ink on the page, so on a denser page the same edit gives a smaller distance.
 
+Sealed pages (the one procedure for ``SealClaims.front_fingerprint``, docs/protocol.md "The
+visible seal"): the page image is the front page rasterized at 150 dpi with
+:func:`konbini.docimage.raster.rasterize_page` (a scan: the whole sheet at 150 dpi or more), and
+the one excluded box is the seal's square: the QR code with its 4-module quiet zone. The signer
+fingerprints the page drawn without the QR, excluding the square it will draw the QR in; a
+verifier fingerprints the printed page, excluding :func:`seal_square` of the QR it found. The two
+squares agree to a pixel or two, which the exclusion margin covers. Nothing is painted.
+
 The image must be the whole page, registered to it (a rasterized PDF, or a flatbed scan of the
 whole sheet): the digest does not search for shifts or rotation. Rasterize PDFs with
 :func:`konbini.docimage.raster.rasterize_page`, whose resolutions agree with each other.
@@ -52,6 +62,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from konbini.docimage.geometry import Box
+from konbini.docimage.qr import QUIET_ZONE_MODULES
 from konbini.docimage.resample import area_means
 
 GRID_COLUMNS = 48
@@ -102,10 +113,23 @@ def _smooth_decimate(fine: np.ndarray, axis: int) -> np.ndarray:
     return windows @ _window()
 
 
-def _paper_white(image: np.ndarray) -> int:
-    """The smallest gray value that at least _WHITE_PERCENTILE % of the pixels do not exceed."""
-    counts = np.cumsum(np.bincount(image.ravel(), minlength=256))
-    return int(np.searchsorted(counts, counts[-1] * _WHITE_PERCENTILE / 100))
+def _paper_white(image: np.ndarray, blanks: list[Box]) -> int:
+    """The smallest gray value that at least _WHITE_PERCENTILE % of the pixels outside the
+    ``blanks`` (excluded boxes, already grown and clipped) do not exceed."""
+    if len(blanks) == 1:  # the usual case, the seal: subtract its histogram
+        box = blanks[0]
+        counts = np.bincount(image.ravel(), minlength=256) - np.bincount(
+            image[box.top : box.bottom, box.left : box.right].ravel(), minlength=256
+        )
+    else:
+        keep = np.ones(image.shape, dtype=bool)
+        for box in blanks:
+            keep[box.top : box.bottom, box.left : box.right] = False
+        counts = np.bincount(image[keep], minlength=256)
+    cumulative = np.cumsum(counts)
+    if cumulative[-1] == 0:
+        return 255  # everything excluded: the grid is blank anyway
+    return int(np.searchsorted(cumulative, cumulative[-1] * _WHITE_PERCENTILE / 100))
 
 
 def _darkness_table(white: int) -> np.ndarray:
@@ -121,11 +145,11 @@ def front_grid(image: np.ndarray, *, exclude: Iterable[Box] = ()) -> np.ndarray:
         raise ValueError("expected a 2-D uint8 grayscale page image")
     if image.shape[0] < GRID_ROWS * _FINE or image.shape[1] < GRID_COLUMNS * _FINE:
         raise ValueError(f"page image {image.shape} is too small for the fingerprint grid")
-    darkness = _darkness_table(_paper_white(image))[image]
     height, width = image.shape
     margin = math.ceil(width * _EXCLUDE_MARGIN)
-    for box in exclude:
-        blank = box.expanded(margin).clipped(width, height)
+    blanks = [box.expanded(margin).clipped(width, height) for box in exclude]
+    darkness = _darkness_table(_paper_white(image, blanks))[image]
+    for blank in blanks:
         darkness[blank.top : blank.bottom, blank.left : blank.right] = 0.0
     # Soft (Gaussian-weighted) cells: with hard cell edges, the blur of a scanner or a fraction of
     # a pixel of shift moves ink across an edge and changes two cells at first order.
@@ -139,6 +163,14 @@ def front_grid(image: np.ndarray, *, exclude: Iterable[Box] = ()) -> np.ndarray:
     if norm == 0.0:
         return grid  # a blank page: every projection is 0
     return grid / norm
+
+
+def seal_square(modules_box: Box, modules: int) -> Box:
+    """The seal's square (the QR with its quiet zone) from the box of its ``modules`` × ``modules``
+    modules as :func:`konbini.docimage.qr.find_qr_codes` found it: what a verifier excludes."""
+    if modules < 1:
+        raise ValueError("a QR code has at least one module")
+    return modules_box.expanded(round(QUIET_ZONE_MODULES * modules_box.width / modules))
 
 
 def front_fingerprint(image: np.ndarray, *, exclude: Iterable[Box] = ()) -> bytes:

@@ -1,7 +1,8 @@
 """Render, fingerprint, seal and sign each copy of a request.
 
 Per copy: render once without QR codes; rasterize each page at :data:`FINGERPRINT_DPI` and take
-its front fingerprint with the QR square blanked (painted white and excluded); sign one
+its front fingerprint excluding the QR square (the procedure of
+:mod:`konbini.docimage.fingerprint`, "Sealed pages"); sign one
 :class:`SealClaims` per page; render again with each page's own ``KK1:`` text in its QR square
 (the renderer is deterministic, so the pages equal the first pass outside the QR square); then
 sign the DocumentMetadata over the final PDF. Copies differ only in their issue number.
@@ -48,22 +49,20 @@ def qr_pixel_box(dpi: float = FINGERPRINT_DPI) -> Box:
 
 
 def blanked(image: np.ndarray, box: Box) -> np.ndarray:
-    """A copy of ``image`` with ``box`` painted paper white."""
+    """A copy of ``image`` with ``box`` painted paper white. Not part of the fingerprint
+    procedure (the exclusion alone keeps the QR out); kept for tests that show painting the
+    square makes no difference."""
     out = image.copy()
     out[max(0, box.top) : max(0, box.bottom), max(0, box.left) : max(0, box.right)] = 255
     return out
 
 
 def page_fingerprints(pdf: bytes, dpi: float = FINGERPRINT_DPI) -> list[bytes]:
-    """The front fingerprint of each page of ``pdf`` with the QR square blanked: painted white
-    and excluded. Painting matters: the fingerprint's page-wide statistics (white level, median
-    cell, soft cell edges) would otherwise see the QR's ink around the excluded cells. A verifier
-    does the same with the QR it finds (its box grown by the quiet zone)."""
+    """The signed front fingerprint of each page of ``pdf`` (drawn without its QR code): the
+    page at ``dpi`` with the QR square, quiet zone included, excluded. A verifier excludes the
+    QR it finds, grown by its quiet zone (:func:`konbini.docimage.fingerprint.seal_square`)."""
     box = qr_pixel_box(dpi)
-    return [
-        front_fingerprint(blanked(page, box), exclude=[box])
-        for page in rasterize_pages(pdf, dpi)
-    ]
+    return [front_fingerprint(page, exclude=[box]) for page in rasterize_pages(pdf, dpi)]
 
 
 def _timestamp(request: DocumentRequest) -> Timestamp:
