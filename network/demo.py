@@ -299,6 +299,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
+    stop = threading.Event()
+    # Before anything starts: a SIGTERM at any point stops the servers we started.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     net, _clock = start_network(out, lambda t: print(f"[up] {t}", flush=True))
     pki = net.pki
     print(f"centre (mTLS)         127.0.0.1:{net.centre.port}   TLS name: centre")
@@ -311,8 +314,6 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"conformance cert      {pki.conformance_client.cert}")
     print(f"cards (PIN 1234)      {out / 'cards'}")
     print("press Ctrl-C to stop", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(1):
             for service in net.services.values():
