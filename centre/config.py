@@ -12,7 +12,7 @@ Example (every key is optional except ``pki_dir``)::
     session_ttl_s = 900                # an authenticated session
     reservation_margin_s = 60          # the terminal's deadline = municipality expiry - this
     requested_timeout_s = 120          # a request stuck before the municipality answered
-    commission_yen = 120               # store commission per issuance (settlement)
+    commission_yen = 120               # store commission per certificate printed (each copy)
     rate_per_s = 20.0                  # per terminal (LIMIT-RATE)
     rate_burst = 40
     test_mode = false                  # FixtureService answers (never in production)
@@ -66,7 +66,7 @@ class CentreConfig:
     session_ttl_s: float = 900.0
     reservation_margin_s: float = 60.0
     requested_timeout_s: float = 120.0
-    commission_yen: int = 120
+    commission_yen: int = 120  # per certificate printed: one per copy (settlement)
     rate_per_s: float = 20.0
     rate_burst: int = 40
     test_mode: bool = False
