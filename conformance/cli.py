@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance.checks import ROLE_PACKAGES, load_checks
+from conformance.checks import load_checks
 from conformance.engine import run_checks
 from conformance.events import Subscriber
 from conformance.expected import Verdict, judge_run, load_expected, updated_file_text
@@ -24,6 +24,33 @@ from conformance.reporters.replay import ReplayWriter
 from conformance.session import RunOptions, SessionError, build_context
 
 DEFAULT_EXAMPLES = 15  # keeps the default run against the reference municipality under 2 min
+
+
+def _add_centre_role_options(run: Any) -> None:
+    """--role centre: the suite's fake municipalities, which the centre under test must reach,
+    and the other identities the suite plays."""
+    run.add_argument("--fake-bind", default="127.0.0.1:0", metavar="HOST:PORT",
+                     help="centre role: where the fake municipality server listens")
+    run.add_argument("--fake-advertise", default="", metavar="HOST",
+                     help="centre role: the host the centre connects to (default: bind host)")
+    run.add_argument("--fake-cert", type=Path,
+                     help="centre role: the fake municipality's server certificate (no --pki)")
+    run.add_argument("--fake-key", type=Path)
+    run.add_argument("--fake-client-ca", type=Path,
+                     help="centre role: CA of the centre's client certificate (no --pki)")
+    run.add_argument("--fake-tls-name", default="",
+                     help="centre role: the name the centre should expect from the fake")
+    run.add_argument("--municipality-cert", type=Path,
+                     help="centre role: a municipality client certificate (PlatformService)")
+    run.add_argument("--municipality-key", type=Path)
+    run.add_argument("--terminal-b-cert", type=Path,
+                     help="centre role: a second terminal's client certificate")
+    run.add_argument("--terminal-b-key", type=Path)
+    run.add_argument("--jpki-ca-cert", type=Path,
+                     help="centre role: JPKI CA to issue the suite's cards from")
+    run.add_argument("--jpki-ca-key", type=Path)
+    run.add_argument("--relay-wait", type=float, default=30.0,
+                     help="centre role: seconds a completion may take to reach the municipality")
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
@@ -112,6 +139,23 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         help="seconds a property may spend shrinking a failure",
     )
     run.add_argument("--call-timeout", type=float, default=30.0)
+    # --role terminal: the suite's fake centre, where the terminal under test connects.
+    run.add_argument(
+        "--centre-listen",
+        default="127.0.0.1:50090",
+        metavar="HOST:PORT",
+        help="terminal role: where the suite's fake centre listens (default 127.0.0.1:50090)",
+    )
+    run.add_argument(
+        "--centre-cert", type=Path, help="terminal role: the fake centre's server certificate"
+    )
+    run.add_argument("--centre-key", type=Path)
+    run.add_argument(
+        "--centre-client-ca",
+        type=Path,
+        help="terminal role: CA of the terminal's client certificate (default --ca)",
+    )
+    _add_centre_role_options(run)
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -123,10 +167,16 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 def cmd_requirements(args: argparse.Namespace) -> int:
     for role in args.role or ROLES:
         checks = load_checks(role)
-        if role not in ROLE_PACKAGES:
-            print(f"(no checks for role {role} yet)")
         print(coverage_text(role, checks_by_requirement(checks)))
     return 0
+
+
+# RunOptions.extra keys of the centre role (see conformance/checks/centre/setup.py).
+CENTRE_ROLE_OPTIONS = (
+    "fake_bind", "fake_advertise", "fake_cert", "fake_key", "fake_client_ca", "fake_tls_name",
+    "municipality_cert", "municipality_key", "terminal_b_cert", "terminal_b_key",
+    "jpki_ca_cert", "jpki_ca_key", "relay_wait",
+)
 
 
 def _options(args: argparse.Namespace, seed: int) -> RunOptions:
@@ -150,7 +200,15 @@ def _options(args: argparse.Namespace, seed: int) -> RunOptions:
         only=tuple(args.only),
         clock=dt.datetime.fromisoformat(args.clock) if args.clock else None,
         call_timeout=args.call_timeout,
-        extra={"sweep_wait": args.sweep_wait, "shrink_budget": args.shrink_budget},
+        extra={
+            "sweep_wait": args.sweep_wait,
+            "shrink_budget": args.shrink_budget,
+            "centre_listen": args.centre_listen,
+            "centre_cert": args.centre_cert,
+            "centre_key": args.centre_key,
+            "centre_client_ca": args.centre_client_ca,
+            **{k: getattr(args, k) for k in CENTRE_ROLE_OPTIONS},
+        },
     )
 
 
@@ -222,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = run_checks(checks, ctx, subscribers)
     finally:
         wire.close()
+        close = getattr(ctx, "close", None)  # a role's fakes (the terminal role's centre)
+        if callable(close):
+            close()
     print(coverage_text(args.role, checks_by_requirement(all_checks)).splitlines()[-1])
     if replay and replay.written:
         print(f"replay scripts: {len(replay.written)} in {args.replay_dir}")

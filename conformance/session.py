@@ -53,13 +53,23 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _first_terminal(pki: PkiDir) -> Any:
+    """The PKI's first terminal certificate (None without terminals)."""
+    terminals = pki.manifest().terminals
+    return pki.terminal_client(*terminals[0]) if terminals else None
+
+
 def target_config(opts: RunOptions) -> TargetConfig:
     """The connection settings: from a konbini PKI dir, or from explicit files."""
     identities: dict[str, Identity] = {"none": Identity(None, None)}
     if opts.pki is not None:
         pki = PkiDir(opts.pki)
         ca = pki.network_ca_cert
-        caller = {"municipality": pki.centre_client}.get(opts.role)
+        caller = {
+            "municipality": pki.centre_client,
+            "terminal": pki.conformance_client,  # the suite drives a terminal's driver service
+            "centre": _first_terminal(pki),  # the suite plays terminals against a centre
+        }.get(opts.role)
         if caller is None:
             raise SessionError(f"no caller certificate known for role {opts.role}")
         identities["caller"] = identity_from_files(caller.cert, caller.key)
@@ -70,6 +80,10 @@ def target_config(opts: RunOptions) -> TargetConfig:
         if terminals and opts.role != "terminal":
             t = pki.terminal_client(*terminals[0])
             identities["wrong_role"] = identity_from_files(t.cert, t.key)
+        if opts.role == "terminal":  # any role but conformance may not drive a terminal
+            identities["wrong_role"] = identity_from_files(
+                pki.centre_client.cert, pki.centre_client.key
+            )
     else:
         if opts.ca is None or opts.cert is None or opts.key is None:
             raise SessionError("give --pki DIR, or --ca, --cert and --key")
@@ -135,8 +149,29 @@ def municipality_context(opts: RunOptions, wire: Wire) -> Any:
     )
 
 
+def terminal_context(opts: RunOptions, wire: Wire) -> Any:
+    from conformance.checks.terminal.setup import build_terminal_context
+
+    return build_terminal_context(
+        wire, seed=opts.seed, examples=opts.examples, extra=opts.extra, pki=opts.pki, ca=opts.ca
+    )
+
+
+def centre_context(opts: RunOptions, wire: Wire) -> Any:
+    from conformance.checks.centre.setup import centre_context as build
+
+    now = opts.clock or suite_clock(dt.datetime.now(dt.UTC))
+    roots: tuple[x509.Certificate, ...] = ()
+    roots_path = opts.docsign_ca or (PkiDir(opts.pki).docsign_ca.cert if opts.pki else None)
+    if roots_path is not None:
+        roots = (x509.load_pem_x509_certificate(Path(roots_path).read_bytes()),)
+    return build(opts, wire, now, roots)
+
+
 ROLE_CONTEXTS: dict[str, Callable[[RunOptions, Wire], Any]] = {
     "municipality": municipality_context,
+    "terminal": terminal_context,
+    "centre": centre_context,
 }
 
 

@@ -369,28 +369,6 @@ def test_requirements_command_lists_coverage(capsys: pytest.CaptureFixture[str])
     assert "without a check:" in out
 
 
-def test_a_role_without_checks_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        cli_main(
-            [
-                "run",
-                "--role",
-                "centre",
-                "--target",
-                "127.0.0.1:1",
-                "--ca",
-                __file__,
-                "--cert",
-                __file__,
-                "--key",
-                __file__,
-            ]
-        )
-        == 2
-    )
-    assert "no checks for role" in capsys.readouterr().err
-
-
 def test_request_options_match_the_kind() -> None:
     assert fx.request_options(4, fiscal_year=2026).WhichOneof("kind_options") == "income_tax"
     assert fx.request_options(5).WhichOneof("kind_options") == "family_register"

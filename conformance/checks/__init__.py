@@ -11,6 +11,8 @@ from conformance.registry import Check, registered
 # role -> the package whose import registers that role's checks.
 ROLE_PACKAGES: dict[str, str] = {
     "municipality": "conformance.checks.municipality",
+    "terminal": "conformance.checks.terminal",
+    "centre": "conformance.checks.centre",
 }
 
 

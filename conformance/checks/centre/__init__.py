@@ -1,0 +1,16 @@
+"""Centre-role checks: importing this package registers them (in this order)."""
+
+from conformance.checks.centre import (  # noqa: F401 - imported to register the checks
+    authz,
+    cards,
+    crosstalk,
+    documents,
+    hours,
+    input,
+    issuance,
+    ops,
+    sessions,
+)
+from conformance.checks.centre.context import CentreContext
+
+__all__ = ["CentreContext"]
