@@ -6,6 +6,9 @@ days, holidays of weekday-only kinds, weekdays the kind does not open), OUTSIDE_
 for a time of day outside opening hours (HOURS-STANDARD, HOURS-YEAR-END, HOURS-CLOSED-DATES,
 HOURS-PER-KIND).
 
+Holidays are Japan's national holidays (the ``holidays`` package's calendar, which follows the
+law's substitute and sandwiched-day rules) unless a caller gives its own list.
+
 An empty ``ServiceHours`` means the standard: 06:30-23:00 every day with the year-end closure.
 A partly filled one takes the standard for what it leaves out (no days = every day, no opening
 or closing time = 06:30 / 23:00); the year-end closure then applies only if it asks for it.
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable
+from functools import cache
+
+import holidays as holiday_calendars
 
 from konbini.clock import JST
 from konbini.common.v1 import types_pb2
@@ -78,12 +84,12 @@ def is_open_at(
     hours: types_pb2.ServiceHours,
     *,
     closed_dates: Iterable[types_pb2.Date | dt.date] = (),
-    holidays: Collection[dt.date] = (),
+    holidays: Collection[dt.date] | None = None,
 ) -> str | None:
     """None if open at ``at``, else the reason: SERVICE_CLOSED_DAY or OUTSIDE_SERVICE_HOURS.
 
     ``closed_dates`` adds days closed for every kind (a tenant's maintenance days); ``holidays``
-    are the national holidays, closed only for hours with ``closed_on_holidays``.
+    are the days closed for hours with ``closed_on_holidays`` (None: Japan's national holidays).
     """
     if at.tzinfo is None:
         raise ValueError("is_open_at needs an aware datetime")
@@ -94,7 +100,9 @@ def is_open_at(
         return SERVICE_CLOSED_DAY
     if day in _dates(full.closed_dates) or day in _dates(closed_dates):
         return SERVICE_CLOSED_DAY
-    if full.closed_on_holidays and day in holidays:
+    if full.closed_on_holidays and day in (
+        national_holidays(day.year) if holidays is None else holidays
+    ):
         return SERVICE_CLOSED_DAY
     if day.isoweekday() not in set(full.days):
         return SERVICE_CLOSED_DAY
@@ -104,12 +112,18 @@ def is_open_at(
     return None
 
 
+@cache
+def national_holidays(year: int) -> frozenset[dt.date]:
+    """Japan's national holidays (国民の祝日, substitute and citizens' holidays) in ``year``."""
+    return frozenset(holiday_calendars.country_holidays("JP", years=year))
+
+
 def check_open_at(
     at: dt.datetime,
     hours: types_pb2.ServiceHours,
     *,
     closed_dates: Iterable[types_pb2.Date | dt.date] = (),
-    holidays: Collection[dt.date] = (),
+    holidays: Collection[dt.date] | None = None,
 ) -> None:
     """Raise ``KonbiniError`` with the reason of :func:`is_open_at` when closed."""
     reason = is_open_at(at, hours, closed_dates=closed_dates, holidays=holidays)

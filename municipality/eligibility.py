@@ -347,7 +347,7 @@ def _family_register(view: CardView, ask: Ask, options: types_pb2.CertificateOpt
 
 
 def decide(view: CardView, ask: Ask, now: dt.datetime, refs: PersonRefs, *,
-           holidays: Collection[dt.date] = ()) -> Plan:
+           holidays: Collection[dt.date] | None = None) -> Plan:
     """The plan for ``ask``, or ``KonbiniError`` with the reason it is refused."""
     if not view.known or view.tenant is None:
         raise refuse("SUBJECT_NOT_FOUND", "no record for this card in this municipality")
@@ -427,7 +427,7 @@ def _selectable(view: CardView, kind: int, refs: PersonRefs) -> list[types_pb2.P
 
 
 def catalogue(view: CardView, now: dt.datetime, refs: PersonRefs, *,
-              holidays: Collection[dt.date] = ()) -> list[types_pb2.CatalogueEntry]:
+              holidays: Collection[dt.date] | None = None) -> list[types_pb2.CatalogueEntry]:
     """What the card holder may ask for, with availability now (unavailable_reason says why)."""
     if not view.known or view.tenant is None:
         raise refuse("SUBJECT_NOT_FOUND", "no record for this card in this municipality")

@@ -126,7 +126,7 @@ class Issuer:
         clock: Clock,
         person_secret: bytes,
         ttl: dt.timedelta = DEFAULT_TTL,
-        holidays: Collection[dt.date] = (),
+        holidays: Collection[dt.date] | None = None,
     ) -> None:
         self.store = store
         self.composer = composer

@@ -99,3 +99,31 @@ def test_effective_hours_fill_in_the_standard() -> None:
     late = effective_hours(LATE)
     assert list(late.days) == list(STANDARD_HOURS.days)
     assert late.opens.hours == 20 and not late.year_end_closure
+
+
+WEEKDAYS_ONLY = types_pb2.ServiceHours(
+    days=[types_pb2.WEEKDAY_MONDAY + i for i in range(5)],
+    opens=types_pb2.TimeOfDay(hours=9), closes=types_pb2.TimeOfDay(hours=17),
+    year_end_closure=True, closed_on_holidays=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        ((2026, 11, 23), CLOSED),  # 勤労感謝の日, a Monday
+        ((2026, 5, 6), CLOSED),    # 振替休日 for 憲法記念日 on a Sunday
+        ((2026, 9, 22), CLOSED),   # 国民の休日 between 敬老の日 and 秋分の日
+        ((2026, 11, 24), None),    # an ordinary Tuesday
+    ],
+)
+def test_national_holidays_close_weekday_only_kinds(
+    day: tuple[int, int, int], expected: str | None
+) -> None:
+    assert is_open_at(jst(*day, 12), WEEKDAYS_ONLY) == expected
+    # Kinds with the standard hours stay open on holidays.
+    assert is_open_at(jst(*day, 12), EMPTY) is None
+
+
+def test_a_caller_may_give_its_own_holidays() -> None:
+    assert is_open_at(jst(2026, 11, 23, 12), WEEKDAYS_ONLY, holidays=()) is None
