@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +103,11 @@ class ContractInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(rpc_status.to_status(to_status(error)))
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception:
-                # The text may hold personal data or internals: log the type only, send nothing.
-                log.exception("unhandled error in %s", method)
+            except Exception as error:
+                # The message may hold personal data (AUDIT-NO-PII): log the type and where it
+                # happened, never the message; send the client nothing of it (ERR-NO-INTERNALS).
+                log.error("unhandled %s in %s\n%s", type(error).__name__, method,
+                          "".join(traceback.format_tb(error.__traceback__)))
                 await context.abort_with_status(rpc_status.to_status(to_status(internal_error())))
 
         return grpc.unary_unary_rpc_method_handler(

@@ -26,7 +26,8 @@ class FailingKiosk(kiosk_pb2_grpc.KioskServiceServicer):
         raise KonbiniError("UNDER_15", "card holder is under 15", metadata={"age": "14"})
 
     async def GetCatalogue(self, request: Any, context: Any) -> Any:
-        raise RuntimeError("secret internal detail: resident 山田太郎")
+        resident = "".join(["山田", "太郎"])  # personal data arrives in values, not in code
+        raise RuntimeError(f"secret internal detail: resident {resident}")
 
 
 def every_binding(kiosk: Any = None) -> list[ServiceBinding]:
@@ -148,3 +149,14 @@ async def test_test_mode_lets_the_test_services_answer() -> None:
 def test_tls_is_required_unless_insecure_dev_is_explicit() -> None:
     with pytest.raises(ValueError, match="TLS"):
         create_server([], ServerOptions())
+
+
+async def test_internal_error_logs_carry_no_message(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = kiosk_pb2_grpc.KioskServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetCatalogue(kiosk_pb2.GetCatalogueRequest(session_id="s"))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in logged and "GetCatalogue" in logged
+    assert "山田" not in logged and "secret" not in logged
