@@ -1,8 +1,10 @@
 """The centre role of the conformance suite against the reference centre in test mode (it
 passes) and against broken variants built here (it fails, naming the right requirement):
 a card verifier that accepts revoked cards, a KioskService that treats every retry as a new
-request, one that keeps answers in a shared slot under concurrency, and one whose imaging
-step shares a buffer (another resident's front page under the right metadata)."""
+request, one that keeps answers in a shared slot under concurrency, one whose imaging
+step shares a buffer (another resident's front page under the right metadata), one that
+ignores the municipality's own hours, one whose sweeper never runs, and one that does not
+pass the terminal's deadline on."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from centre.config import CentreConfig
@@ -54,19 +57,23 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDir:
     return PkiDir(path)
 
 
-def _config(pki: PkiDir, db: Path) -> CentreConfig:
+def _config(pki: PkiDir, db: Path, **overrides: Any) -> CentreConfig:
     # The suite runs many calls per second from two terminals: the rate limit is raised.
-    return CentreConfig(pki_dir=pki.root, bind="127.0.0.1:0", public_bind="",
-                        store_url=f"sqlite://{db}", test_mode=True, relay_interval_s=0.2,
-                        sweep_interval_s=0.5, rate_per_s=1000.0, rate_burst=1000)
+    settings: dict[str, Any] = dict(
+        pki_dir=pki.root, bind="127.0.0.1:0", public_bind="", store_url=f"sqlite://{db}",
+        test_mode=True, relay_interval_s=0.2, sweep_interval_s=0.5, rate_per_s=1000.0,
+        rate_burst=1000)
+    return CentreConfig(**{**settings, **overrides})
 
 
 @contextlib.asynccontextmanager
 async def _reference(pki: PkiDir, db: Path, kiosk: Variant | None,
-                     tweak: Callable[[Centre], None] | None) -> AsyncIterator[int]:
-    """The reference centre; with ``kiosk``, its KioskService (and FixtureService) served by
-    that servicer on a port of its own, over the same collaborators."""
-    built = build_centre(_config(pki, db))
+                     tweak: Callable[[Centre], None] | None,
+                     config: dict[str, Any]) -> AsyncIterator[int]:
+    """The reference centre (``config`` overriding settings); with ``kiosk``, its KioskService
+    (and FixtureService) served by that servicer on a port of its own, over the same
+    collaborators."""
+    built = build_centre(_config(pki, db, **config))
     if tweak is not None:
         tweak(built.centre)
     await built.start()
@@ -94,15 +101,16 @@ async def _reference(pki: PkiDir, db: Path, kiosk: Variant | None,
 
 @contextlib.contextmanager
 def centre(pki: PkiDir, tmp_path: Path, kiosk: Variant | None = None,
-           tweak: Callable[[Centre], None] | None = None) -> Iterator[int]:
+           tweak: Callable[[Centre], None] | None = None, **config: Any) -> Iterator[int]:
     db = tmp_path / f"centre-{time.monotonic_ns()}.db"
-    with background_server(lambda: _reference(pki, db, kiosk, tweak)) as port:
+    with background_server(lambda: _reference(pki, db, kiosk, tweak, config)) as port:
         yield port
 
 
-def run_suite(pki: PkiDir, port: int, only: tuple[str, ...] = ()) -> dict[str, CheckResult]:
+def run_suite(pki: PkiDir, port: int, only: tuple[str, ...] = (),
+              relay_wait: float = 15.0) -> dict[str, CheckResult]:
     opts = RunOptions(role="centre", target=f"127.0.0.1:{port}", pki=pki.root, seed=11,
-                      only=only, extra={"relay_wait": 15.0, "quiet_wait": 1.0})
+                      only=only, extra={"relay_wait": relay_wait, "quiet_wait": 1.0})
     ctx, wire = build_context(opts)
     try:
         results = run_checks(select(load_checks("centre"), only), ctx, [])
@@ -256,3 +264,75 @@ def test_shared_imaging_buffer_fails_crosstalk(pki: PkiDir, tmp_path: Path) -> N
         results = run_suite(pki, port, ("XTALK-SUBJECT",))
     assert failed(results) == {"MUST.centre.crosstalk.concurrent": "XTALK-SUBJECT"}, \
         details(results)
+
+
+class HoursBlindRouter:
+    """The centre's router, wrapped: catalogue entries lose the municipality's own hours, so
+    the centre applies only the standard hours (the "skips its own hours check" failure)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def call(self, code: str, method: str, request: Any, **kwargs: Any) -> Any:
+        response = await self._inner.call(code, method, request, **kwargs)
+        if method == "GetCatalogue":
+            for entry in response.entries:
+                entry.ClearField("hours")
+        return response
+
+
+class DeadlineDroppingRouter(HoursBlindRouter):
+    """The centre's router, wrapped: every call goes out with the default timeout, whatever
+    deadline the terminal gave."""
+
+    async def call(self, code: str, method: str, request: Any, **kwargs: Any) -> Any:
+        kwargs.pop("time_remaining", None)
+        return await self._inner.call(code, method, request, **kwargs)
+
+
+def hours_blind(centre: Centre) -> None:
+    centre.router = HoursBlindRouter(centre.router)  # type: ignore[assignment]
+
+
+def deadline_dropping(centre: Centre) -> None:
+    centre.router = DeadlineDroppingRouter(centre.router)  # type: ignore[assignment]
+
+
+def test_ignoring_catalogue_hours_fails_per_kind_and_closed_dates(pki: PkiDir,
+                                                                  tmp_path: Path) -> None:
+    with centre(pki, tmp_path, tweak=hours_blind) as port:
+        results = run_suite(pki, port, ("HOURS-PER-KIND", "HOURS-CLOSED-DATES", "KIND-OFFERED"))
+    assert failed(results) == {"MUST.centre.hours.per_kind": "HOURS-PER-KIND",
+                               "MUST.centre.hours.closed_dates": "HOURS-CLOSED-DATES"}, \
+        details(results)
+    assert results["MUST.centre.catalogue.kind_offered"].outcome is Outcome.PASS
+
+
+def test_a_sweeper_that_never_runs_fails_issue_sweeper(pki: PkiDir, tmp_path: Path) -> None:
+    with centre(pki, tmp_path, sweep_interval_s=3600.0) as port:
+        results = run_suite(pki, port, ("ISSUE-SWEEPER",), relay_wait=3.0)
+    assert failed(results) == {"MUST.centre.completion.sweeper": "ISSUE-SWEEPER"}, \
+        details(results)
+
+
+def test_dropping_the_deadline_fails_route_deadline(pki: PkiDir, tmp_path: Path) -> None:
+    with centre(pki, tmp_path, tweak=deadline_dropping) as port:
+        results = run_suite(pki, port, ("ROUTE-DEADLINE", "ROUTE-FAILOVER"))
+    assert failed(results) == {"SHOULD.centre.routing.deadline": "ROUTE-DEADLINE"}, \
+        details(results)
+
+
+def test_copy_void_criterion_tells_a_screen_from_blank_and_solid_margins() -> None:
+    from conformance.checks.centre.documents import copy_void_findings
+    from konbini.docimage.backside import PRINT_DPI, back_image
+
+    back = back_image(np.full((1754, 1240), 255, np.uint8), "k1", bytes(32), dpi=PRINT_DPI)
+    assert copy_void_findings(back) == ""
+    margin = int(back.shape[1] * 0.06)
+    for fill in (255, 0):  # no background at all; a solid fill instead of a screen
+        plain = back.copy()
+        plain[:, :margin] = fill
+        assert "margin ink" in copy_void_findings(plain)

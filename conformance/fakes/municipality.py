@@ -5,7 +5,9 @@ signed by the municipality's document signer and names its card holder
 (:func:`conformance.fakes.documents.holder_digest`), and every call is recorded so that a check
 can say what reached the municipality (one prepare, a commit, a cancel, nothing at all).
 Behaviours a check needs are switched on per card or per call: a typed refusal, a slow
-prepare, a prepare whose answer is lost after reserving, commits refused as UNAVAILABLE.
+prepare, a prepare whose answer is lost after reserving, commits refused as UNAVAILABLE, a
+catalogue without some kinds or with hours of its own per kind, and the decision on a
+family-register link (use registrations).
 
 State is guarded by a threading lock: the server runs on its own event loop thread while the
 (synchronous) checks read it.
@@ -24,7 +26,7 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conformance.fakes.documents import make_document
+from conformance.fakes.documents import holder_of, make_document
 from konbini.common.v1 import types_pb2
 from konbini.errors import KonbiniError
 from konbini.hours import STANDARD_HOURS
@@ -38,6 +40,7 @@ KINDS = (
     types_pb2.CERTIFICATE_KIND_RESIDENCE_RECORD,
     types_pb2.CERTIFICATE_KIND_FAMILY_REGISTER_FULL,
 )
+HOLDER_BIRTH_DATE = types_pb2.Date(year=1980, month=4, day=1)  # every fake holder's
 Signer = Callable[[str], tuple[ec.EllipticCurvePrivateKey, str]]
 
 
@@ -99,6 +102,14 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
             self.lose_answer: set[str] = set()  # card serials: reserve, then answer UNAVAILABLE
             self.fail_commits = 0  # the next N CommitIssuance calls answer UNAVAILABLE
             self.prepare_delay = 0.0  # seconds a new prepare takes
+            # The deadline each PrepareIssuance arrived with (seconds left; None: no deadline).
+            self.prepare_deadlines: list[float | None] = []
+            self.offered: set[int] = set(KINDS)  # kinds the catalogue lists
+            self.hours: dict[int, types_pb2.ServiceHours] = {}  # kind -> own hours (else standard)
+            self.holder_calls: list[issuing_pb2.GetCardHolderRequest] = []
+            self.link_calls: list[issuing_pb2.LinkFamilyRegisterRequest] = []
+            self.link_lookups: list[issuing_pb2.GetFamilyRegisterLinkRequest] = []
+            self.link_decision = issuing_pb2.LINK_DECISION_PENDING  # answered to both link calls
 
     def set_clock(self, at: dt.datetime) -> None:
         """Run from ``at`` on (the same time the suite set on the centre)."""
@@ -183,13 +194,15 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
         self._tenant(request.municipality_code.value)
         with self._lock:
             self.catalogue_calls += 1
+            offered = sorted(self.offered)
+            hours = dict(self.hours)
         # Always "available": the centre must apply the hours itself (HOURS-*).
         return issuing_pb2.GetCatalogueResponse(entries=[
             types_pb2.CatalogueEntry(
-                municipality_code=request.municipality_code, kind=k,
-                fee=types_pb2.Money(yen=self.fee), hours=STANDARD_HOURS, available_now=True,
-                max_copies=self.max_copies)
-            for k in KINDS])
+                municipality_code=request.municipality_code, kind=k,  # type: ignore[arg-type]
+                fee=types_pb2.Money(yen=self.fee), hours=hours.get(k, STANDARD_HOURS),
+                available_now=True, max_copies=self.max_copies)
+            for k in offered])
 
     async def PrepareIssuance(self, request: Any, context: Any) -> Any:
         code = request.municipality_code.value
@@ -197,6 +210,7 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
         self._tenant(code)
         with self._lock:
             self.prepare_calls.append(request)
+            self.prepare_deadlines.append(context.time_remaining())
             reason = self.refuse.get(serial)
             existing = self.by_prepare.get((code, request.request_id))
             delay = self.prepare_delay
@@ -281,14 +295,23 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
 
     async def GetCardHolder(self, request: Any, context: Any) -> Any:
         self._tenant(request.municipality_code.value)
+        with self._lock:
+            self.holder_calls.append(request)
         return issuing_pb2.GetCardHolderResponse(
-            name="conformance holder", birth_date=types_pb2.Date(year=1980, month=4, day=1))
+            name=holder_of(request.card.certificate_serial)[1],
+            birth_date=HOLDER_BIRTH_DATE)
 
     async def LinkFamilyRegister(self, request: Any, context: Any) -> Any:
         self._tenant(request.municipality_code.value)
-        return issuing_pb2.LinkFamilyRegisterResponse(decision=issuing_pb2.LINK_DECISION_PENDING)
+        with self._lock:
+            self.link_calls.append(request)
+            decision = self.link_decision
+        return issuing_pb2.LinkFamilyRegisterResponse(decision=decision)  # type: ignore[arg-type]
 
     async def GetFamilyRegisterLink(self, request: Any, context: Any) -> Any:
         self._tenant(request.municipality_code.value)
+        with self._lock:
+            self.link_lookups.append(request)
+            decision = self.link_decision
         return issuing_pb2.GetFamilyRegisterLinkResponse(
-            decision=issuing_pb2.LINK_DECISION_PENDING)
+            decision=decision)  # type: ignore[arg-type]

@@ -3,13 +3,16 @@
 from conformance.checks.centre import (  # noqa: F401 - imported to register the checks
     authz,
     cards,
+    catalogue,
     crosstalk,
     documents,
     hours,
     input,
     issuance,
+    lifecycle,
     ops,
     sessions,
+    useregs,
 )
 from conformance.checks.centre.context import CentreContext
 

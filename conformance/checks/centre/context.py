@@ -137,23 +137,24 @@ class CentreContext:
         *,
         revoked: Iterable[int] = (),
         extra_trust: Iterable[tuple[bytes, bytes]] = (),
-        routes: dict[str, str] | None = None,
+        routes: dict[str, str | list[str]] | None = None,
         at: dt.datetime | None = None,
     ) -> None:
         """Reset the centre and the fake, load routes (every tenant to the fake unless
-        ``routes`` maps codes to other endpoints), card bindings {serial: code}, the suite's
-        CA with a fresh CRL (``revoked`` listed) and ``extra_trust`` (CA DER, CRL DER) pairs;
-        then set both clocks."""
+        ``routes`` maps codes to other endpoints, one or a list tried in order), card bindings
+        {serial: code}, the suite's CA with a fresh CRL (``revoked`` listed) and
+        ``extra_trust`` (CA DER, CRL DER) pairs; then set both clocks."""
         self.fake.reset()
         self.fixture.Reset(testing_pb2.ResetRequest(request_id=self.rid("reset")))
-        endpoints = {c: self.endpoint.endpoint for c in self.codes}
-        endpoints.update(routes or {})
+        endpoints: dict[str, list[str]] = {c: [self.endpoint.endpoint] for c in self.codes}
+        for code, given in (routes or {}).items():
+            endpoints[code] = [given] if isinstance(given, str) else list(given)
         cas = [self.cards.certificate_der] + [ca for ca, _ in extra_trust]
         crls = [self.crl(self.cards, revoked)] + [crl for _, crl in extra_trust]
         dataset = testing_pb2.CentreDataset(
             routes=[
                 testing_pb2.MunicipalityRoute(
-                    code=K.MunicipalityCode(value=c), name=f"conformance {c}", endpoints=[e],
+                    code=K.MunicipalityCode(value=c), name=f"conformance {c}", endpoints=e,
                     tls_server_name=self.endpoint.tls_server_name)
                 for c, e in endpoints.items()
             ],

@@ -1,11 +1,16 @@
 """What the centre adds to documents and publishes: a back page after every front, scrambled
-from that front under a current key of the signed trust list."""
+from that front under a current key of the signed trust list, with a copy-void background;
+and what it delivers stays image-only A4 at print resolution."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pikepdf
 
 from conformance.checks.centre.context import CentreContext
+from conformance.documents import low_resolution, pdf_structure_findings
 from conformance.failures import CheckFailed, CheckSkipped
 from conformance.registry import check
 from conformance.seal_meta import metadata_of
@@ -89,3 +94,76 @@ def back_scramble(ctx: CentreContext) -> None:
         if swapped.ok:
             raise CheckFailed("DOC-BACK-SCRAMBLE", sent, "copy 2's back matches copy 1's front",
                               "the back is not made from its own front")
+
+
+def _delivered(ctx: CentreContext, requirement: str) -> tuple[str, list[bytes]]:
+    card = ctx.bound_cards(1)[0]
+    session = ctx.open_session(card, "terminal", requirement)
+    request, response = ctx.issue(session, requirement, copies=2)
+    return short_text(request), [d.pdf for d in response.documents]
+
+
+@check("MUST.centre.documents.pages", covers=("GLYPH-NO-TEXT", "DOC-A4", "DOC-RESOLUTION"))
+def delivered_pages(ctx: CentreContext) -> None:
+    """Each delivered PDF (the municipality's vector front plus the centre's back) has no font,
+    text operator, annotation or form; every page is A4 portrait; every raster image is drawn
+    at 300 dpi or more."""
+    sent, pdfs = _delivered(ctx, "DOC-A4")
+    for n, pdf in enumerate(pdfs, start=1):
+        text, sizes, images = pdf_structure_findings(pdf)
+        if text:
+            raise CheckFailed("GLYPH-NO-TEXT", sent, f"copy {n}: {'; '.join(text[:5])}",
+                              "a delivered document carries text")
+        if sizes:
+            raise CheckFailed("DOC-A4", sent, f"copy {n}: {'; '.join(sizes[:5])}",
+                              "every page must be A4 portrait")
+        low = low_resolution(images)
+        if low:
+            raise CheckFailed("DOC-RESOLUTION", sent, f"copy {n}: {'; '.join(low[:5])}",
+                              "raster content must be drawn at 300 dpi or more")
+
+
+def _back_image(pdf: bytes, index: int) -> np.ndarray | None:
+    """The largest image drawn on page ``index``, at its own resolution (gray)."""
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        page = doc.pages[index]
+        best = None
+        for _, xobj in page.get_images().items():
+            image = pikepdf.PdfImage(xobj)
+            if best is None or image.width * image.height > best.width * best.height:
+                best = image
+        return None if best is None else np.asarray(best.as_pil_image().convert("L"))
+
+
+def copy_void_findings(image: np.ndarray) -> str:
+    """'' when the left margin of a back page (beside the scramble area: columns 1-5 %, rows
+    12-95 % of the page) holds a copy-void screen: ink on 1/32 to 1/6 of it, at least a quarter
+    of the ink in single isolated dots (the fine screen a copier drops, see
+    konbini.docimage.backside); else what was found."""
+    rows, cols = image.shape
+    band = image[int(rows * 0.12):int(rows * 0.95), int(cols * 0.01):int(cols * 0.05)] < 128
+    if band.size == 0:
+        return "the back image is too small"
+    coverage = float(band.mean())
+    padded = np.pad(band, 1)
+    neighbours = (padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:])
+    isolated = float((band & ~neighbours).sum()) / max(int(band.sum()), 1)
+    if not 1 / 32 <= coverage <= 1 / 6 or isolated < 0.25:
+        return (f"margin ink {coverage:.1%} (want 3.1-16.7 %), isolated dots {isolated:.0%} of "
+                f"the ink (want >= 25 %)")
+    return ""
+
+
+@check("MUST.centre.documents.copy_void", covers=("DOC-COPY-VOID",))
+def copy_void(ctx: CentreContext) -> None:
+    """Every back page carries a copy-void background: beside the scramble area its image holds
+    a fine dot screen (see :func:`copy_void_findings`)."""
+    sent, pdfs = _delivered(ctx, "DOC-COPY-VOID")
+    for n, pdf in enumerate(pdfs, start=1):
+        pages = page_count(pdf)
+        for index in range(pages // 2, pages):
+            image = _back_image(pdf, index)
+            found = "no image on the back page" if image is None else copy_void_findings(image)
+            if found:
+                raise CheckFailed("DOC-COPY-VOID", sent, f"copy {n}, page {index + 1}: {found}",
+                                  "back pages must carry a copy-void background pattern")
