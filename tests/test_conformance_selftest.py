@@ -304,6 +304,45 @@ class TextLayer(IssuingServicer):
         return response
 
 
+class ReusesIssueNumbers(IssuingServicer):
+    """Numbers each document by its copy index only: copy 1 of every issuance gets the same
+    issue number (metadata and visible seal alike would repeat)."""
+
+    async def PrepareIssuance(self, request: Any, context: Any) -> Any:
+        response = await super().PrepareIssuance(request, context)
+        for document in response.documents:
+            meta = types_pb2.DocumentMetadata()
+            meta.ParseFromString(document.signed_metadata)
+            meta.issue_number = f"{meta.municipality_code.value}-{meta.copy_index:06d}"
+            document.signed_metadata = meta.SerializeToString()
+        return response
+
+
+class IgnoresSelection(IssuingServicer):
+    """Prints the whole household whatever members were selected."""
+
+    async def PrepareIssuance(self, request: Any, context: Any) -> Any:
+        options = request.options.residence_record
+        if options.scope == types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS:
+            widened = issuing_pb2.PrepareIssuanceRequest()
+            widened.CopyFrom(request)
+            widened.options.residence_record.scope = types_pb2.HOUSEHOLD_SCOPE_WHOLE_HOUSEHOLD
+            del widened.options.residence_record.member_refs[:]
+            request = widened
+        return await super().PrepareIssuance(request, context)
+
+
+class DropsMaintenanceDays(FixtureServicer):
+    """A broken data link: the tenant's maintenance days never reach the issuing server."""
+
+    async def LoadDataset(self, request: Any, context: Any) -> Any:
+        stripped = testing_pb2.LoadDatasetRequest()
+        stripped.CopyFrom(request)
+        for data in stripped.municipality.municipalities:
+            del data.tenant.maintenance_days[:]
+        return await super().LoadDataset(stripped, context)
+
+
 BROKEN: list[tuple[str, Factory, tuple[str, ...], str, str]] = [
     (
         "cross-talk",
@@ -346,6 +385,27 @@ BROKEN: list[tuple[str, Factory, tuple[str, ...], str, str]] = [
         ("GLYPH-NO-TEXT",),
         "MUST.municipality.documents.image_only",
         "GLYPH-NO-TEXT",
+    ),
+    (
+        "issue numbers reused",
+        lambda app: (ReusesIssueNumbers(app), FixtureServicer(app)),
+        ("DOC-ISSUE-NUMBER",),
+        "MUST.municipality.documents.issue_number",
+        "DOC-ISSUE-NUMBER",
+    ),
+    (
+        "selection ignored",
+        lambda app: (IgnoresSelection(app), FixtureServicer(app)),
+        ("OPT-APPLIED",),
+        "MUST.municipality.options.selected_members",
+        "OPT-APPLIED",
+    ),
+    (
+        "maintenance day ignored",
+        lambda app: (IssuingServicer(app), DropsMaintenanceDays(app)),
+        ("HOURS-CLOSED-DATES",),
+        "MUST.municipality.hours.maintenance_day",
+        "HOURS-CLOSED-DATES",
     ),
 ]
 

@@ -100,6 +100,13 @@ class FreshIdCentre(GrpcCentre):
             return super()._call(name, method, retry)
 
 
+class CrashingKiosk(Kiosk):
+    """Defect: the cash drawer code raises on any payment (an unexpected exception)."""
+
+    def pay(self, yen: int) -> Screen:
+        raise ValueError(f"cash drawer refused {yen}")
+
+
 class NoRefundCash(SimulatedCashDevice):
     """Defect: the refund never pays anything back."""
 
@@ -117,7 +124,8 @@ class TerminalUnderTest:
 @contextlib.contextmanager
 def terminal(pki: PkiDir, tmp: Path, kiosk_class: type[Kiosk] = Kiosk,
              cash: SimulatedCashDevice | None = None,
-             centre_class: type[GrpcCentre] = GrpcCentre) -> Iterator[TerminalUnderTest]:
+             centre_class: type[GrpcCentre] = GrpcCentre,
+             max_message_bytes: int | None = None) -> Iterator[TerminalUnderTest]:
     """A reference-built terminal driver (with ``kiosk_class``) whose centre is the port the
     suite's fake centre will take."""
     reserved, centre_port = reserve_port("127.0.0.1", 0)
@@ -134,13 +142,15 @@ def terminal(pki: PkiDir, tmp: Path, kiosk_class: type[Kiosk] = Kiosk,
     cert, key = pki.centre_server.read()
     creds = server_credentials(cert, key, pki.network_ca_cert.read_bytes())
 
+    limits = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
+
     @contextlib.asynccontextmanager
     async def serving() -> AsyncIterator[int]:
         server, port, health = create_server(
             [ServiceBinding(testing_pb2_grpc.add_TerminalDriverServiceServicer_to_server,
                             driver, SERVICE)],
             ServerOptions(credentials=creds, test_mode=True,
-                          interceptors=(contract_authorization(),)))
+                          interceptors=(contract_authorization(),), **limits))
         await start(server, health, [SERVICE])
         try:
             yield port
@@ -210,6 +220,25 @@ def test_broken_terminal_fails_on_its_requirement(
         result = results[name]
         assert _failed_on(result, requirement), (name, result.outcome, result.message,
                                                   result.counterexample)
+
+
+@pytest.mark.parametrize(
+    ("variant", "name", "requirement"),
+    [
+        ("crash", "MUST.terminal.input.junk_never_crashes", "INPUT-NO-CRASH"),
+        ("no_size_limit", "MUST.terminal.limits.message_size", "LIMIT-SIZE"),
+    ],
+)
+def test_fragile_terminal_fails_on_its_requirement(
+    pki: PkiDir, tmp_path: Path, variant: str, name: str, requirement: str
+) -> None:
+    kiosk_class = CrashingKiosk if variant == "crash" else Kiosk
+    # Far above the suite's 64 MiB probe: the driver then accepts anything.
+    limit = 256 * 1024 * 1024 if variant == "no_size_limit" else None
+    with terminal(pki, tmp_path, kiosk_class, max_message_bytes=limit) as under_test:
+        result = run_suite(pki, under_test, (name,))[name]
+    assert _failed_on(result, requirement), (result.outcome, result.message,
+                                              result.counterexample)
 
 
 def test_cli_runs_the_terminal_role_and_stops_its_centre(pki: PkiDir, tmp_path: Path) -> None:

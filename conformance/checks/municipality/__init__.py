@@ -2,6 +2,7 @@
 
 from conformance.checks.municipality import (  # noqa: F401 - imported to register the checks
     authz,
+    closures,
     crosstalk,
     documents,
     eligibility,
@@ -9,7 +10,10 @@ from conformance.checks.municipality import (  # noqa: F401 - imported to regist
     freshness,
     idempotency,
     input,
+    limits,
     ops,
+    options,
+    records,
     sequences,
     twophase,
 )

@@ -3,54 +3,13 @@ and no internals in the message."""
 
 from __future__ import annotations
 
-import re
-
 from conformance.checks.municipality import scenarios
 from conformance.checks.municipality.context import MunicipalityContext
 from conformance.failures import CheckFailed
 from conformance.fixtures import dataset_of, request_options
+from conformance.probes import judge_error
 from conformance.registry import check
 from conformance.target import Answer
-from konbini.contracts import reasons
-
-DOMAIN = "konbini-kofu.dev"
-INTERNALS = re.compile(r"Traceback|File \"|line \d+, in |Exception:|Error\(|0x[0-9a-f]{8,}")
-
-
-def judge_error(sent: str, answer: Answer, names: list[str]) -> None:
-    """Raise CheckFailed when an error answer breaks ERR-MODEL or ERR-NO-INTERNALS."""
-    e = answer.error
-    if e is None:
-        return
-    catalogue = reasons()
-    if e.error_info_count != 1:
-        raise CheckFailed(
-            "ERR-MODEL",
-            sent,
-            answer.describe(),
-            f"{e.error_info_count} ErrorInfo details (exactly one required)",
-        )
-    if e.domain != DOMAIN:
-        raise CheckFailed("ERR-MODEL", sent, answer.describe(), f"ErrorInfo domain {e.domain!r}")
-    if e.reason not in catalogue:
-        raise CheckFailed(
-            "ERR-MODEL", sent, answer.describe(), f"reason {e.reason!r} not catalogued"
-        )
-    if e.code.value[0] != catalogue[e.reason].grpc_code:
-        raise CheckFailed(
-            "ERR-MODEL",
-            sent,
-            answer.describe(),
-            f"reason {e.reason} came with {e.code.name}; the catalogue fixes "
-            f"code {catalogue[e.reason].grpc_code}",
-        )
-    if INTERNALS.search(e.message) or any(n and n in e.message for n in names):
-        raise CheckFailed(
-            "ERR-NO-INTERNALS",
-            sent,
-            answer.describe(),
-            "the error message carries internals or personal data",
-        )
 
 
 @check("MUST.municipality.errors.model", covers=("ERR-MODEL", "ERR-NO-INTERNALS"))

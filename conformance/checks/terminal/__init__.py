@@ -7,6 +7,7 @@ from conformance.checks.terminal import (  # noqa: F401 - imported to register t
     once,
     ops,
     pin,
+    robustness,
     sessions,
 )
 from conformance.checks.terminal.context import TerminalContext
