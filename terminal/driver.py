@@ -40,8 +40,10 @@ from terminal.flow import Choice, FlowError, Kiosk, Screen
 from terminal.journal import Journal
 from terminal.payment import SimulatedCashDevice
 from terminal.printer import ScriptedPrinter, SpoolPrinter
+from terminal.recent import RecentAnswers
 
 SERVICE = "konbini.testing.v1.TerminalDriverService"
+FIXTURE_SERVICE = "konbini.testing.v1.FixtureService"
 
 
 def screen_proto(screen: Screen) -> testing_pb2.Screen:
@@ -89,30 +91,47 @@ class TerminalDriver(testing_pb2_grpc.TerminalDriverServiceServicer):
     """The servicer: one kiosk, driven one call at a time."""
 
     def __init__(self, kiosk: Kiosk, printer: ScriptedPrinter, cash: SimulatedCashDevice,
-                 journal: Journal, card_dir: Path) -> None:
+                 journal: Journal, card_dir: Path, *, answers: RecentAnswers | None = None
+                 ) -> None:
         self._kiosk = kiosk
         self._journal = journal
         self._printer = printer
         self._cash = cash
         self._card_dir = card_dir
         self._lock = asyncio.Lock()
-        self._answers: dict[str, tuple[bytes, bytes]] = {}
+        # Bounded (LRU and a time window, see terminal.recent): a driver runs for days.
+        self.answers = answers or RecentAnswers()
 
     async def _once(self, request: Any, action: Callable[[], Any], response_type: type) -> Any:
         """Run ``action`` in a worker thread, once per request_id (mutating calls)."""
         fingerprint = request.SerializeToString(deterministic=True)
         async with self._lock:
-            seen = self._answers.get(request.request_id)
+            seen = self.answers.get(request.request_id)
             if seen is not None:
-                if seen[0] != fingerprint:
+                if seen.fingerprint != fingerprint:
                     raise KonbiniError("REQUEST_ID_REUSED", "request id reused")
-                return response_type.FromString(seen[1])
+                return response_type.FromString(seen.response)
             try:
                 response = await asyncio.to_thread(action)
             except FlowError as exc:
                 raise invalid([FieldViolation("request_id", str(exc))]) from None
-            self._answers[request.request_id] = (fingerprint, response.SerializeToString())
+            self.answers.put(request.request_id, fingerprint, response.SerializeToString())
             return response
+
+    async def reset(self, request: testing_pb2.ResetRequest) -> testing_pb2.ResetResponse:
+        """FixtureService.Reset: the resident walks away (money in is returned, the centre
+        session ends), the tray is emptied and every remembered request_id is forgotten."""
+        def action() -> testing_pb2.ResetResponse:
+            self._kiosk.cancel(remove_card=True)
+            self._printer.tray.clear()
+            self._printer.jam_next = False
+            self._cash.refunded_total = 0
+            for card in self._card_dir.glob("*.card"):
+                card.unlink(missing_ok=True)
+            self.answers.clear()
+            return testing_pb2.ResetResponse()
+        # Through _once, so a retried Reset is answered and not run again after new calls.
+        return await self._once(request, action, testing_pb2.ResetResponse)
 
     async def InsertCard(self, request, context):
         def action() -> testing_pb2.InsertCardResponse:
@@ -167,6 +186,25 @@ class TerminalDriver(testing_pb2_grpc.TerminalDriverServiceServicer):
             return response
 
 
+class DriverFixtures(testing_pb2_grpc.FixtureServiceServicer):
+    """FixtureService on the driver: Reset only. A terminal has no dataset and reads the
+    centre's time, so LoadDataset and SetClock answer UNIMPLEMENTED (the generated base)."""
+
+    def __init__(self, driver: TerminalDriver) -> None:
+        self._driver = driver
+
+    async def Reset(self, request, context):
+        return await self._driver.reset(request)
+
+
+def driver_bindings(driver: TerminalDriver) -> list[ServiceBinding]:
+    """The services a driver server offers: TerminalDriverService and FixtureService."""
+    return [ServiceBinding(testing_pb2_grpc.add_TerminalDriverServiceServicer_to_server,
+                           driver, SERVICE),
+            ServiceBinding(testing_pb2_grpc.add_FixtureServiceServicer_to_server,
+                           DriverFixtures(driver), FIXTURE_SERVICE)]
+
+
 @dataclass(frozen=True)
 class DriverConfig:
     """How `konbini terminal driver` runs."""
@@ -207,12 +245,12 @@ async def serve_driver(config: DriverConfig, on_started: Callable[[int], None]) 
         driver, journal, centre = await asyncio.to_thread(build_driver, config, Path(cards))
         try:
             server, port, health = create_server(
-                [ServiceBinding(testing_pb2_grpc.add_TerminalDriverServiceServicer_to_server,
-                                driver, SERVICE)],
+                driver_bindings(driver),
                 ServerOptions(bind=config.listen, credentials=credentials,
                               insecure_dev=insecure, test_mode=True,
                               interceptors=(contract_authorization(insecure_dev=insecure),)))
-            await serve(server, health, [SERVICE], on_started=lambda: on_started(port))
+            await serve(server, health, [SERVICE, FIXTURE_SERVICE],
+                        on_started=lambda: on_started(port))
         finally:
             with contextlib.suppress(Exception):
                 journal.close()

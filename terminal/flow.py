@@ -42,6 +42,7 @@ from konbini.common.v1 import errors_pb2, types_pb2
 from konbini.contracts import reasons
 from konbini.errors import KonbiniError
 from konbini.kiosk.v1 import kiosk_pb2
+from konbini.municode import validate_municipality_code
 from terminal.centre import Centre, CentreUnreachable
 from terminal.journal import Journal
 from terminal.payment import PaymentDevice
@@ -59,6 +60,9 @@ LOCAL_MESSAGES = {
     "CENTRE_UNREACHABLE": ("ただいまご利用いただけません。料金は請求されません。",
                            "The service is unavailable right now. You will not be charged."),
 }
+
+# The longest 本籍 or 筆頭者 the kiosk accepts (characters; a register needs far fewer).
+MAX_TYPED = 200
 
 # Stop this long before the reservation expires: printing takes time too.
 DEFAULT_EXPIRY_MARGIN = dt.timedelta(seconds=10)
@@ -131,6 +135,10 @@ class FlowError(RuntimeError):
 def _reason_of(error: KonbiniError) -> str:
     """The reason to show: a lost centre is the terminal's own words, not a system error."""
     return "CENTRE_UNREACHABLE" if isinstance(error, CentreUnreachable) else error.reason
+
+
+def _status_name(status: int) -> str:
+    return kiosk_pb2.UseRegistrationStatus.Name(status).removeprefix("USE_REGISTRATION_STATUS_")
 
 
 def new_request_id() -> str:
@@ -322,11 +330,20 @@ class Kiosk:
             return "FISCAL_YEAR_NOT_OFFERED"
         if opts.HasField("residence_record"):
             asked, allowed = opts.residence_record, entry.permitted_options
+            if (asked.scope == types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS
+                    and not asked.member_refs):
+                return "FIELD_INVALID"
             for name in ("show_registered_domicile", "show_household_head",
                          "show_individual_number", "show_nationality",
                          "show_residence_card_number", "show_residence_status"):
                 if getattr(asked, name) and not getattr(allowed, name):
                     return "OPTION_NOT_OFFERED"
+        refs = (opts.residence_record.member_refs if opts.HasField("residence_record")
+                else opts.family_register.member_refs)
+        listed = {p.ref for p in entry.selectable}
+        # Only the people the catalogue listed may be chosen (the municipality says the same).
+        if listed and any(ref not in listed for ref in refs):
+            return "NOT_ENTITLED"
         return None
 
     def choose(self, choice: Choice) -> Screen:
@@ -456,6 +473,14 @@ class Kiosk:
         the application in the current session. Then the register municipality's kinds appear
         on the menu once it is approved (USEREG-CATALOGUE); the menu is read again here."""
         session = self._expect(ScreenId.MENU, ScreenId.REFUSED)
+        if not session.session_id:
+            raise FlowError("no authenticated session")
+        register_code, domicile, head = register_code.strip(), domicile.strip(), head.strip()
+        if (not validate_municipality_code(register_code) or not domicile or not head
+                or len(domicile) > MAX_TYPED or len(head) > MAX_TYPED):
+            # Nothing is signed or sent for what cannot be a register (the centre checks too).
+            self._refuse("FIELD_INVALID")
+            return UseRegistration("", "REFUSED", "FIELD_INVALID")
         request_id = self._new_id()
         intent = kiosk_pb2.UseRegistrationIntent(
             session_id=session.session_id, challenge=session.challenge, request_id=request_id,
@@ -468,14 +493,34 @@ class Kiosk:
                     signature=session.card.sign_sha256(intent)))
             catalogue = self._centre.get_catalogue(
                 kiosk_pb2.GetCatalogueRequest(session_id=session.session_id))
+        except CardError:
+            self._end_session()
+            self._refuse("CARD_UNREADABLE")
+            return UseRegistration("", "REFUSED", "CARD_UNREADABLE")
         except KonbiniError as error:
             self._refuse(_reason_of(error))
             return UseRegistration("", "REFUSED", _reason_of(error))
         session.menu = tuple(catalogue.entries)
         self._show_menu(session)
-        status = kiosk_pb2.UseRegistrationStatus.Name(answer.status).removeprefix(
-            "USE_REGISTRATION_STATUS_")
-        return UseRegistration(answer.registration_id, status, None)
+        return UseRegistration(answer.registration_id, _status_name(answer.status), None)
+
+    def use_registration_status(self, registration_id: str) -> UseRegistration:
+        """Ask again about a PENDING registration; the menu is read again, as an approval
+        adds the register municipality's kinds (USEREG-CATALOGUE)."""
+        session = self._expect(ScreenId.MENU, ScreenId.REFUSED)
+        if not session.session_id:
+            raise FlowError("no authenticated session")
+        try:
+            answer = self._centre.get_use_registration(
+                kiosk_pb2.GetUseRegistrationRequest(registration_id=registration_id))
+            catalogue = self._centre.get_catalogue(
+                kiosk_pb2.GetCatalogueRequest(session_id=session.session_id))
+        except KonbiniError as error:
+            self._refuse(_reason_of(error))
+            return UseRegistration(registration_id, "REFUSED", _reason_of(error))
+        session.menu = tuple(catalogue.entries)
+        self._show_menu(session)
+        return UseRegistration(answer.registration_id, _status_name(answer.status), None)
 
     # -- cancel and the end of a session ------------------------------------------------
 
@@ -495,9 +540,10 @@ class Kiosk:
               and self._screen.id in (ScreenId.REFUSED, ScreenId.MENU)):
             return self._show_menu(session)
         else:
-            self._payment.release()
+            returned = self._payment.release()
         self._end_session()
-        return self._show(Screen(ScreenId.INSERT_CARD))
+        # The start screen says what came back, so the money is not left in the tray.
+        return self._show(Screen(ScreenId.INSERT_CARD, returned=returned))
 
     def done(self) -> Screen:
         """The resident took the certificate and the card: back to the start."""

@@ -4,7 +4,10 @@ The page (``terminal/web/``: HTML, CSS, JS, no CDN) calls a small JSON API; one
 :class:`~terminal.flow.Kiosk` is driven under a lock, as one physical kiosk serves one resident
 at a time. A software card file picked from the card directory stands in for the card reader.
 POSTs must be ``application/json`` (a cross-site form cannot send that without a preflight),
-and the server refuses to bind anything but a loopback address.
+and the server refuses to bind anything but a loopback address. Besides the issuance flow the
+page offers household/register member pickers (Person.ref values only go back) and the use
+registration (利用登録) form: ``/api/register-use`` and ``/api/use-registration-status`` answer
+the screen plus ``use_registration`` (status and its words in both languages).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from konbini.card import SoftCardReader
 from konbini.common.v1 import types_pb2
 from konbini.contracts import reasons
-from terminal.flow import Choice, FlowError, Kiosk, Screen
+from terminal.flow import Choice, FlowError, Kiosk, Screen, UseRegistration
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +78,52 @@ def screen_json(screen: Screen) -> dict[str, Any]:
     }
 
 
+# What the page's scope picker sends, as the contract's HouseholdScope.
+SCOPES = {"self": types_pb2.HOUSEHOLD_SCOPE_SELF,
+          "household": types_pb2.HOUSEHOLD_SCOPE_WHOLE_HOUSEHOLD,
+          "members": types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS}
+MAX_MEMBERS = 20  # the contract's limit on member_refs
+
+# The words for a use registration's answer (PENDING and REJECTED are catalogue reasons).
+APPROVED_WORDS = ("利用登録が完了しました。本籍地の戸籍証明書をメニューから選べます。",
+                  "Your use registration is approved. Certificates from your registered "
+                  "domicile are now on the menu.")
+STATUS_REASON = {"PENDING": "USE_REGISTRATION_PENDING",
+                 "REJECTED": "USE_REGISTRATION_REJECTED"}
+
+
+def use_registration_json(answer: UseRegistration) -> dict[str, Any]:
+    """A use registration's answer in plain words (a refusal's words are on its screen)."""
+    ja = en = ""
+    if answer.status == "APPROVED":
+        ja, en = APPROVED_WORDS
+    elif answer.status in STATUS_REASON:
+        words = reasons()[STATUS_REASON[answer.status]]
+        ja, en = words.message_ja, words.message_en
+    return {"registration_id": answer.registration_id, "status": answer.status,
+            "reason": answer.reason or "", "message_ja": ja, "message_en": en}
+
+
+def _members(body: dict[str, Any]) -> list[str]:
+    members = body.get("members", [])
+    if not isinstance(members, list) or len(members) > MAX_MEMBERS:
+        raise ValueError(f"members: a list of at most {MAX_MEMBERS}")
+    return [str(m) for m in members]
+
+
 def choice_from_json(body: dict[str, Any]) -> Choice:
     """A Choice from the page's form values."""
     kind = int(body["kind"])
     options = types_pb2.CertificateOptions()
     if kind in RESIDENCE_KINDS:
         rr = options.residence_record
-        members = [str(m) for m in body.get("members", [])]
-        rr.scope = (types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS if members
-                    else types_pb2.HOUSEHOLD_SCOPE_WHOLE_HOUSEHOLD if body.get("household")
-                    else types_pb2.HOUSEHOLD_SCOPE_SELF)
-        rr.member_refs.extend(members)
+        members = _members(body)
+        scope = str(body.get("scope") or ("members" if members else "self"))
+        if scope not in SCOPES:
+            raise ValueError("scope: self, household or members")
+        rr.scope = SCOPES[scope]
+        if scope == "members":  # refs only go with SELECTED_MEMBERS
+            rr.member_refs.extend(members)
         for name in SHOW:
             setattr(rr, name, bool(body.get(name)))
     elif kind == types_pb2.CERTIFICATE_KIND_SEAL_REGISTRATION:
@@ -93,7 +131,7 @@ def choice_from_json(body: dict[str, Any]) -> Choice:
     elif kind == types_pb2.CERTIFICATE_KIND_INCOME_TAX:
         options.income_tax.fiscal_year = int(body.get("fiscal_year", 0))
     else:
-        options.family_register.member_refs.extend(str(m) for m in body.get("members", []))
+        options.family_register.member_refs.extend(_members(body))
     return Choice(kind, options, int(body.get("copies", 1)),
                   str(body.get("municipality_code", "")))
 
@@ -134,8 +172,21 @@ class KioskWebServer:
         return sorted(p.name for p in self.card_dir.iterdir()
                       if p.is_file() and not p.name.startswith("."))
 
-    def act(self, path: str, body: dict[str, Any]) -> Screen:
-        """Run one API action on the kiosk."""
+    def act(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run one API action on the kiosk; the answer is the screen (as JSON) and, for a use
+        registration, its answer."""
+        kiosk = self.kiosk
+        if path == "/api/register-use":
+            answer = kiosk.register_use(str(body.get("register_municipality_code", "")),
+                                        str(body.get("registered_domicile", "")),
+                                        str(body.get("head_of_register", "")))
+        elif path == "/api/use-registration-status":
+            answer = kiosk.use_registration_status(str(body.get("registration_id", "")))
+        else:
+            return screen_json(self._act(path, body))
+        return {**screen_json(kiosk.screen), "use_registration": use_registration_json(answer)}
+
+    def _act(self, path: str, body: dict[str, Any]) -> Screen:
         kiosk = self.kiosk
         if path == "/api/insert":
             name = str(body.get("card", ""))
@@ -202,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise ValueError("an object is expected")
             with self.app.lock:
-                screen = self.app.act(self.path, body)
+                answer = self.app.act(self.path, body)
         except KeyError:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
         except (ValueError, TypeError, FlowError) as exc:
@@ -211,4 +262,4 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("kiosk action failed")  # no detail to the page
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
         else:
-            self._json(HTTPStatus.OK, screen_json(screen))
+            self._json(HTTPStatus.OK, answer)

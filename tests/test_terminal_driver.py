@@ -19,10 +19,10 @@ from konbini.errors import parse_rpc_error
 from konbini.pki import PkiDir, pki_init
 from konbini.pki.mtls import channel_credentials, server_credentials
 from konbini.pki.x509util import new_rsa_key
-from konbini.server import ServerOptions, ServiceBinding, contract_authorization
+from konbini.server import ServerOptions, contract_authorization
 from konbini.testing.v1 import testing_pb2, testing_pb2_grpc
 from terminal.centre import CentreEndpoint
-from terminal.driver import SERVICE, DriverConfig, build_driver
+from terminal.driver import DriverConfig, build_driver, driver_bindings
 
 S = testing_pb2
 
@@ -38,6 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDir:
 class DriverRig:
     state: FakeState
     stub: testing_pb2_grpc.TerminalDriverServiceStub
+    fixtures: testing_pb2_grpc.FixtureServiceStub
     port: int
     n: int = 0
 
@@ -65,8 +66,7 @@ def _driver_server(pki: PkiDir, centre_port: int, tmp: Path, *, test_mode: bool
     cert, key = pki.centre_server.read()
     creds = server_credentials(cert, key, pki.network_ca_cert.read_bytes())
     thread = ServerThread(
-        [ServiceBinding(testing_pb2_grpc.add_TerminalDriverServiceServicer_to_server, driver,
-                        SERVICE)],
+        driver_bindings(driver),
         ServerOptions(credentials=creds, test_mode=test_mode,
                       interceptors=(contract_authorization(),)))
     thread.start()
@@ -80,7 +80,8 @@ def rig(pki: PkiDir, tmp_path: Path) -> Iterator[DriverRig]:
     thread, (journal, centre) = _driver_server(pki, centre_thread.port, tmp_path,
                                                test_mode=True)
     channel = _channel(pki, thread.port, "conformance")
-    yield DriverRig(state, testing_pb2_grpc.TerminalDriverServiceStub(channel), thread.port)
+    yield DriverRig(state, testing_pb2_grpc.TerminalDriverServiceStub(channel),
+                    testing_pb2_grpc.FixtureServiceStub(channel), thread.port)
     channel.close()
     thread.stop()
     journal.close()  # type: ignore[attr-defined]
@@ -179,3 +180,64 @@ def test_driver_outside_test_mode_is_disabled(pki: PkiDir, tmp_path: Path) -> No
         journal.close()  # type: ignore[attr-defined]
         centre.close()  # type: ignore[attr-defined]
         centre_thread.stop()
+
+
+def _to_menu(pki: PkiDir, rig: DriverRig) -> None:
+    rig.stub.InsertCard(S.InsertCardRequest(request_id=rig.rid(), card=_spec(pki, rig.state)))
+    menu = rig.stub.EnterPin(S.EnterPinRequest(request_id=rig.rid(), pin="2468")).screen
+    assert menu.id == S.SCREEN_ID_MENU
+
+
+def test_card_removed_during_payment_reports_the_money_returned(pki: PkiDir,
+                                                                rig: DriverRig) -> None:
+    _to_menu(pki, rig)
+    assert _choose(rig).id == S.SCREEN_ID_PAYMENT
+    paid = rig.stub.Pay(S.PayRequest(request_id=rig.rid(),
+                                     amount=types_pb2.Money(yen=100))).screen
+    assert paid.id == S.SCREEN_ID_PAYMENT and paid.paid.yen == 100
+    start = rig.stub.Cancel(S.CancelRequest(request_id=rig.rid(), remove_card=True)).screen
+    assert start.id == S.SCREEN_ID_INSERT_CARD and start.returned.yen == 100
+    [issuance] = rig.state.issuances.values()
+    assert issuance.state == "CANCELLED"
+
+
+def test_reset_clears_the_printed_list_and_the_remembered_request_ids(pki: PkiDir,
+                                                                      rig: DriverRig) -> None:
+    _to_menu(pki, rig)
+    _choose(rig)
+    pay = S.PayRequest(request_id="pay-1", amount=types_pb2.Money(yen=200))
+    assert rig.stub.Pay(pay).screen.id == S.SCREEN_ID_DONE
+    assert len(rig.stub.ListPrinted(S.ListPrintedRequest()).jobs) == 1
+    other = S.PayRequest(request_id="pay-1", amount=types_pb2.Money(yen=500))
+    with pytest.raises(grpc.RpcError) as err:
+        rig.stub.Pay(other)
+    assert parse_rpc_error(err.value).reason == "REQUEST_ID_REUSED"
+
+    rig.fixtures.Reset(S.ResetRequest(request_id=rig.rid()))
+    printed = rig.stub.ListPrinted(S.ListPrintedRequest())
+    assert list(printed.jobs) == [] and printed.refunded.yen == 0
+    assert rig.stub.GetScreen(S.GetScreenRequest()).screen.id == S.SCREEN_ID_INSERT_CARD
+    # "pay-1" is forgotten: the same id with other content is a new call (refused by the flow,
+    # as nothing is being paid for now), not REQUEST_ID_REUSED.
+    with pytest.raises(grpc.RpcError) as err:
+        rig.stub.Pay(other)
+    assert parse_rpc_error(err.value).reason == "FIELD_INVALID"
+
+
+def test_reset_during_a_payment_returns_the_money(pki: PkiDir, rig: DriverRig) -> None:
+    _to_menu(pki, rig)
+    _choose(rig)
+    rig.stub.Pay(S.PayRequest(request_id=rig.rid(), amount=types_pb2.Money(yen=100)))
+    rig.fixtures.Reset(S.ResetRequest(request_id=rig.rid()))
+    [issuance] = rig.state.issuances.values()
+    assert issuance.state == "CANCELLED"
+    assert rig.state.sessions == {}  # the centre session was ended too
+
+
+def test_fixture_calls_a_terminal_has_no_use_for_are_unimplemented(rig: DriverRig) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        rig.fixtures.SetClock(S.SetClockRequest(request_id=rig.rid()))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as err:
+        rig.fixtures.LoadDataset(S.LoadDatasetRequest(request_id=rig.rid()))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

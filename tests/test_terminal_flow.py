@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 from test_terminal_support import (
+    CHIYODA,
+    CHIYODA_REGISTER,
     INCOME_TAX,
     KOFU,
+    REGISTER_FULL,
+    REGISTER_INDIVIDUAL,
     RESIDENCE,
     CountingReader,
     FakeState,
@@ -357,3 +361,79 @@ def test_lost_request_answer_is_found_and_cancelled(rig: Rig) -> None:
     [issuance] = rig.state.issuances.values()
     assert (issuance.state, issuance.failure_cause) == ("CANCELLED", "TERMINAL_RESTART")
     assert rig.journal.unfinished() == [] and rig.cash.events == []
+
+
+def test_card_removed_during_payment_shows_the_money_returned(rig: Rig) -> None:
+    _to_menu(rig)
+    rig.kiosk.choose(_residence())
+    rig.kiosk.pay(100)
+    screen = rig.kiosk.cancel(remove_card=True)
+    # The start screen says 100 yen came back (it said 0 before).
+    assert screen.id is ScreenId.INSERT_CARD and screen.returned == 100
+    assert rig.cash.returned_total == 100 and rig.cash.kept_total == 0
+    [issuance] = rig.state.issuances.values()
+    assert issuance.state == "CANCELLED"
+
+
+def test_chosen_household_members_reach_the_centre(rig: Rig) -> None:
+    _to_menu(rig)
+    options = types_pb2.CertificateOptions(residence_record=types_pb2.ResidenceRecordOptions(
+        scope=types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS, member_refs=["p1", "p3"]))
+    assert rig.kiosk.choose(Choice(RESIDENCE, options)).id is ScreenId.PAYMENT
+    [issuance] = rig.state.issuances.values()
+    assert list(issuance.options.residence_record.member_refs) == ["p1", "p3"]
+
+
+@pytest.mark.parametrize(("refs", "reason"), [([], "FIELD_INVALID"),
+                                              (["p1", "stranger"], "NOT_ENTITLED")])
+def test_members_not_listed_are_refused_before_signing(rig: Rig, refs: list[str],
+                                                       reason: str) -> None:
+    _to_menu(rig)
+    options = types_pb2.CertificateOptions(residence_record=types_pb2.ResidenceRecordOptions(
+        scope=types_pb2.HOUSEHOLD_SCOPE_SELECTED_MEMBERS, member_refs=refs))
+    screen = rig.kiosk.choose(Choice(RESIDENCE, options))
+    assert screen.id is ScreenId.REFUSED and screen.reason == reason
+    assert "RequestIssuance" not in rig.state.calls
+
+
+def test_use_registration_approved_adds_the_register_kinds(rig: Rig) -> None:
+    _to_menu(rig)
+    assert all(e.municipality_code.value != CHIYODA for e in rig.kiosk.screen.menu)
+    answer = rig.kiosk.register_use(*CHIYODA_REGISTER)
+    assert answer.status == "APPROVED" and answer.reason is None
+    screen = rig.kiosk.screen
+    assert screen.id is ScreenId.MENU
+    assert {e.kind for e in screen.menu if e.municipality_code.value == CHIYODA} == {
+        REGISTER_FULL, REGISTER_INDIVIDUAL}
+    options = types_pb2.CertificateOptions(
+        family_register=types_pb2.FamilyRegisterOptions(member_refs=["m2"]))
+    paying = rig.kiosk.choose(Choice(REGISTER_INDIVIDUAL, options, 1, CHIYODA))
+    assert paying.id is ScreenId.PAYMENT and paying.fee == 450
+
+
+def test_use_registration_rejected_pending_then_approved(rig: Rig) -> None:
+    _to_menu(rig)
+    code, domicile, _head = CHIYODA_REGISTER
+    rejected = rig.kiosk.register_use(code, domicile, "別人 太郎")
+    assert rejected.status == "REJECTED" and rig.kiosk.screen.id is ScreenId.MENU
+    rig.state.hold_use_registrations = True
+    pending = rig.kiosk.register_use(*CHIYODA_REGISTER)
+    assert pending.status == "PENDING"
+    assert all(e.municipality_code.value != CHIYODA for e in rig.kiosk.screen.menu)
+    rig.state.use_registrations[pending.registration_id].status = "APPROVED"
+    again = rig.kiosk.use_registration_status(pending.registration_id)
+    assert again.status == "APPROVED"
+    assert any(e.municipality_code.value == CHIYODA for e in rig.kiosk.screen.menu)
+
+
+@pytest.mark.parametrize("typed", [("131015", "東京都千代田区千代田1番", "葛城 太郎"),
+                                   ("131016", " ", "葛城 太郎"),
+                                   ("131016", "東京都千代田区千代田1番", "")])
+def test_use_registration_with_impossible_input_is_not_sent(rig: Rig,
+                                                            typed: tuple[str, str, str]) -> None:
+    _to_menu(rig)
+    answer = rig.kiosk.register_use(*typed)
+    assert (answer.status, answer.reason) == ("REFUSED", "FIELD_INVALID")
+    assert rig.kiosk.screen.id is ScreenId.REFUSED
+    assert "RegisterFamilyRegisterUse" not in rig.state.calls
+    assert rig.kiosk.cancel().id is ScreenId.MENU  # back to the menu, session kept

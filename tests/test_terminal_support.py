@@ -4,7 +4,10 @@ thread that runs it on loopback with mTLS, software cards, and an APDU-counting 
 The fake centre verifies the card's signature over the exact intent bytes with the real
 CardVerifier (chain, validity, CRL), binds sessions to the calling terminal, is idempotent on
 request_id, returns small image-only PDFs, honours reservation expiry and records every
-completion, so the terminal's behaviour can be checked against what the centre holds.
+completion, so the terminal's behaviour can be checked against what the centre holds. Use
+registrations (利用登録) are verified the same way and APPROVED for the one register it knows
+(REJECTED otherwise); an approval adds that municipality's family-register kinds to the card's
+catalogue.
 """
 
 from __future__ import annotations
@@ -34,9 +37,18 @@ from konbini.pki.x509util import load_certificate
 from konbini.server import ServerOptions, ServiceBinding, contract_authorization, create_server
 
 KOFU = "192015"
+CHIYODA = "131016"
 RESIDENCE = types_pb2.CERTIFICATE_KIND_RESIDENCE_RECORD
 SEAL = types_pb2.CERTIFICATE_KIND_SEAL_REGISTRATION
 INCOME_TAX = types_pb2.CERTIFICATE_KIND_INCOME_TAX
+REGISTER_FULL = types_pb2.CERTIFICATE_KIND_FAMILY_REGISTER_FULL
+REGISTER_INDIVIDUAL = types_pb2.CERTIFICATE_KIND_FAMILY_REGISTER_INDIVIDUAL
+# Names as registered, with Ideographic Variation Sequences (邉 + VS18, 葛 + VS17): the kiosk
+# must pass them through untouched.
+WATANABE = "渡邉\U000E0101"
+KATSURAGI = "葛\U000E0100城"
+# The one register the fake register municipality knows: (code, 本籍, 筆頭者).
+CHIYODA_REGISTER = (CHIYODA, "東京都千代田区千代田1番", "葛城 太郎")
 
 
 def small_pdf(label: int) -> bytes:
@@ -63,7 +75,11 @@ def default_catalogue() -> list[types_pb2.CatalogueEntry]:
             fee=types_pb2.Money(yen=200), available_now=True, max_copies=3,
             permitted_options=types_pb2.ResidenceRecordOptions(
                 show_registered_domicile=True, show_household_head=True),
-            selectable=[types_pb2.Person(ref="p1", display_name="本人", relationship="本人")]),
+            selectable=[
+                types_pb2.Person(ref="p1", display_name=f"{WATANABE} 太郎", relationship="本人"),
+                types_pb2.Person(ref="p2", display_name=f"{WATANABE} 花子", relationship="妻"),
+                types_pb2.Person(ref="p3", display_name=f"{WATANABE} 一郎", relationship="子"),
+            ]),
         types_pb2.CatalogueEntry(
             municipality_code=code, municipality_name="甲府市", kind=SEAL,
             fee=types_pb2.Money(yen=200), available_now=True, max_copies=2),
@@ -72,6 +88,33 @@ def default_catalogue() -> list[types_pb2.CatalogueEntry]:
             fee=types_pb2.Money(yen=300), available_now=True, max_copies=2,
             fiscal_years=[2025]),
     ]
+
+
+def register_catalogue() -> dict[str, list[types_pb2.CatalogueEntry]]:
+    """The family-register kinds of the register municipality, listed once a use registration
+    for it is approved (USEREG-CATALOGUE)."""
+    code = types_pb2.MunicipalityCode(value=CHIYODA)
+    members = [types_pb2.Person(ref="m1", display_name=f"{KATSURAGI} 太郎", relationship="本人"),
+               types_pb2.Person(ref="m2", display_name=f"{KATSURAGI} 花子", relationship="妻")]
+    return {CHIYODA: [
+        types_pb2.CatalogueEntry(
+            municipality_code=code, municipality_name="千代田区", kind=REGISTER_FULL,
+            fee=types_pb2.Money(yen=450), available_now=True, max_copies=2),
+        types_pb2.CatalogueEntry(
+            municipality_code=code, municipality_name="千代田区", kind=REGISTER_INDIVIDUAL,
+            fee=types_pb2.Money(yen=450), available_now=True, max_copies=2, selectable=members),
+    ]}
+
+
+@dataclass
+class UseRecord:
+    """What the fake centre holds about one use registration."""
+
+    registration_id: str
+    terminal: str
+    serial: int
+    code: str
+    status: str  # PENDING, APPROVED or REJECTED
 
 
 @dataclass
@@ -88,6 +131,9 @@ class Issuance:
     failure_cause: str | None = None
     charged: int = 0
     completions: int = 0
+    # What the card signed for: the municipality, the kind and the options as sent.
+    municipality_code: str = ""
+    options: types_pb2.CertificateOptions = field(default_factory=types_pb2.CertificateOptions)
 
 
 @dataclass
@@ -104,12 +150,27 @@ class FakeState:
     lose_response: dict[str, int] = field(default_factory=dict)  # effect done, answer lost
     sessions: dict[str, dict] = field(default_factory=dict)
     issuances: dict[str, Issuance] = field(default_factory=dict)
+    # Use registrations: the registers known, the register municipalities' kinds, whether
+    # decisions wait (PENDING until a test approves), and the registrations made.
+    registers: set[tuple[str, str, str]] = field(default_factory=lambda: {CHIYODA_REGISTER})
+    register_entries: dict[str, list[types_pb2.CatalogueEntry]] = field(
+        default_factory=register_catalogue)
+    hold_use_registrations: bool = False
+    use_registrations: dict[str, UseRecord] = field(default_factory=dict)
     answers: dict[tuple[str, str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def by_request(self, request_id: str) -> Issuance | None:
         return next((i for i in self.issuances.values() if i.request_id == request_id), None)
+
+    def catalogue_for(self, serial: int | None) -> list[types_pb2.CatalogueEntry]:
+        """The residence municipality's kinds, plus those of every register municipality with
+        an approved use registration for this card."""
+        approved = sorted({u.code for u in self.use_registrations.values()
+                           if u.serial == serial and u.status == "APPROVED"})
+        return [*self.catalogue, *(e for code in approved
+                                   for e in self.register_entries.get(code, []))]
 
 
 class FakeKioskService(kiosk_pb2_grpc.KioskServiceServicer):
@@ -201,8 +262,9 @@ class FakeKioskService(kiosk_pb2_grpc.KioskServiceServicer):
     async def GetCatalogue(self, request, context):
         await self._inject("GetCatalogue", context)
         with self.s.lock:
-            self._session(request.session_id, peer_identity(context).id, authenticated=True)
-            return kiosk_pb2.GetCatalogueResponse(entries=self.s.catalogue)
+            session = self._session(request.session_id, peer_identity(context).id,
+                                    authenticated=True)
+            return kiosk_pb2.GetCatalogueResponse(entries=self.s.catalogue_for(session["serial"]))
 
     async def RequestIssuance(self, request, context):
         await self._inject("RequestIssuance", context)
@@ -217,7 +279,7 @@ class FakeKioskService(kiosk_pb2_grpc.KioskServiceServicer):
             if (intent.session_id != request.session_id or intent.challenge !=
                     session["challenge"] or intent.request_id != request.request_id):
                 raise KonbiniError("CHALLENGE_MISMATCH", "intent does not match the request")
-            entry = next((e for e in self.s.catalogue if e.kind == intent.kind and
+            entry = next((e for e in self.s.catalogue_for(card.serial) if e.kind == intent.kind and
                           e.municipality_code.value == intent.municipality_code.value), None)
             if entry is None:
                 raise KonbiniError("KIND_NOT_OFFERED", "not offered")
@@ -228,8 +290,9 @@ class FakeKioskService(kiosk_pb2_grpc.KioskServiceServicer):
             issuance_id = "iss-" + secrets.token_hex(6)
             expires = self.s.now() + self.s.reservation_ttl
             fee = entry.fee.yen * intent.copies
-            self.s.issuances[issuance_id] = Issuance(issuance_id, request.request_id, terminal,
-                                                     fee, expires)
+            self.s.issuances[issuance_id] = Issuance(
+                issuance_id, request.request_id, terminal, fee, expires,
+                municipality_code=intent.municipality_code.value, options=intent.options)
             # Each issuance's pages differ, so a test can tell whose paper came out.
             base = len(self.s.issuances) * 3
             docs = [types_pb2.Document(pdf=small_pdf(base + n), signed_metadata=b"m",
@@ -287,6 +350,48 @@ class FakeKioskService(kiosk_pb2_grpc.KioskServiceServicer):
                 issuance_id=found.issuance_id,
                 state=types_pb2.IssuanceState.Value(f"ISSUANCE_STATE_{found.state}"),
                 fee=types_pb2.Money(yen=found.fee), expires_at=_ts(found.expires_at))
+
+    async def RegisterFamilyRegisterUse(self, request, context):
+        await self._inject("RegisterFamilyRegisterUse", context)
+        terminal = peer_identity(context).id
+
+        def make() -> kiosk_pb2.RegisterFamilyRegisterUseResponse:
+            session = self._session(request.session_id, terminal, authenticated=True)
+            # CARD-SIGNATURE: the card of the session signed these exact intent bytes.
+            card = self._verifier.verify_at(self.s.now(), session["certificate_der"],
+                                            request.intent, request.signature)
+            intent = kiosk_pb2.UseRegistrationIntent.FromString(request.intent)
+            if (intent.session_id != request.session_id or intent.challenge !=
+                    session["challenge"] or intent.request_id != request.request_id):
+                raise KonbiniError("CHALLENGE_MISMATCH", "intent does not match the request")
+            code = intent.register_municipality_code.value
+            known = (code, intent.registered_domicile, intent.head_of_register) in \
+                self.s.registers
+            status = ("REJECTED" if not known else
+                      "PENDING" if self.s.hold_use_registrations else "APPROVED")
+            record = UseRecord("ur-" + secrets.token_hex(6), terminal, card.serial, code,
+                               status)
+            self.s.use_registrations[record.registration_id] = record
+            return kiosk_pb2.RegisterFamilyRegisterUseResponse(
+                registration_id=record.registration_id,
+                status=kiosk_pb2.UseRegistrationStatus.Value(
+                    f"USE_REGISTRATION_STATUS_{status}"))
+
+        return self._once("RegisterFamilyRegisterUse", terminal, request, make,
+                          kiosk_pb2.RegisterFamilyRegisterUseResponse)
+
+    async def GetUseRegistration(self, request, context):
+        await self._inject("GetUseRegistration", context)
+        terminal = peer_identity(context).id
+        with self.s.lock:
+            found = self.s.use_registrations.get(request.registration_id)
+            if found is None or found.terminal != terminal:
+                raise KonbiniError("RESERVATION_NOT_FOUND", "no such use registration")
+            return kiosk_pb2.GetUseRegistrationResponse(
+                registration_id=found.registration_id,
+                status=kiosk_pb2.UseRegistrationStatus.Value(
+                    f"USE_REGISTRATION_STATUS_{found.status}"),
+                register_municipality_code=types_pb2.MunicipalityCode(value=found.code))
 
     async def EndSession(self, request, context):
         await self._inject("EndSession", context)

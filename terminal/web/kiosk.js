@@ -10,7 +10,7 @@ const TEXT = {
     triesLeft: (n) => `残り${n}回入力できます`, clear: "訂正", ok: "確定",
     menu: "証明書を選んでください", unavailable: "現在ご利用いただけません",
     options: "内容を選んでください", copies: "部数", fiscalYear: "年度", next: "次へ",
-    household: "世帯全員", fee: "料金", yen: (n) => `${n}円`,
+    fee: "料金", yen: (n) => `${n}円`,
     payment: "料金を入れてください", paid: "投入金額", insertCoin: (n) => `${n}円を入れる`,
     printing: "印刷しています。しばらくお待ちください",
     done: "証明書とおつり、カードをお受け取りください", change: "おつり・返金",
@@ -18,6 +18,17 @@ const TEXT = {
     show_registered_domicile: "本籍・筆頭者を表示", show_household_head: "世帯主・続柄を表示",
     show_individual_number: "個人番号を表示", show_nationality: "国籍・地域を表示",
     show_residence_card_number: "在留カード番号を表示", show_residence_status: "在留資格を表示",
+    who: "証明書に載せる方", scopeSelf: "本人のみ", scopeHousehold: "世帯全員",
+    scopeMembers: "世帯の一部（選んだ方）", chooseMembers: "載せる方を1人以上選んでください",
+    registerWho: "証明書に載せる方（戸籍に記載されている方）",
+    registerHint: "選ばないときは、ご本人の証明書になります",
+    returnedAtStart: (n) => `${n}円をお返ししました。お取り忘れのないようご注意ください`,
+    useReg: "戸籍証明書の利用登録（本籍地が別の市区町村の方）",
+    useRegTitle: "戸籍証明書の利用登録",
+    useRegHint: "本籍地の市区町村コード（6桁）、本籍、筆頭者を入力してください",
+    regCode: "本籍地の市区町村コード（6桁）", domicile: "本籍", head: "筆頭者",
+    useRegSubmit: "申し込む", useRegInvalid: "市区町村コードは6桁の数字で、本籍と筆頭者も入力してください",
+    useRegResult: "利用登録の結果", useRegCheck: "状況を確認する", toMenu: "メニューへ",
     kinds: { RESIDENCE_RECORD: "住民票の写し", RESIDENCE_RECORD_ITEMS: "住民票記載事項証明書",
       SEAL_REGISTRATION: "印鑑登録証明書", INCOME_TAX: "所得・課税証明書",
       FAMILY_REGISTER_FULL: "戸籍全部事項証明書", FAMILY_REGISTER_INDIVIDUAL: "戸籍個人事項証明書",
@@ -30,7 +41,7 @@ const TEXT = {
     triesLeft: (n) => `${n} tries left`, clear: "Clear", ok: "OK",
     menu: "Choose a certificate", unavailable: "Not available now",
     options: "Choose what the certificate shows", copies: "Copies", fiscalYear: "Fiscal year",
-    next: "Next", household: "Whole household", fee: "Fee", yen: (n) => `${n} yen`,
+    next: "Next", fee: "Fee", yen: (n) => `${n} yen`,
     payment: "Please put in the fee", paid: "Paid", insertCoin: (n) => `Insert ${n} yen`,
     printing: "Printing. Please wait.",
     done: "Take your certificate, your change and your card", change: "Change / refund",
@@ -40,6 +51,18 @@ const TEXT = {
     show_individual_number: "Show individual number", show_nationality: "Show nationality",
     show_residence_card_number: "Show residence card number",
     show_residence_status: "Show residence status",
+    who: "Who the certificate shows", scopeSelf: "Only me", scopeHousehold: "Whole household",
+    scopeMembers: "Some members (choose)", chooseMembers: "Choose at least one person",
+    registerWho: "Who the certificate shows (people in the family register)",
+    registerHint: "If you choose no one, the certificate is about you",
+    returnedAtStart: (n) => `${n} yen returned. Please take your money`,
+    useReg: "Use registration for family-register certificates (registered domicile elsewhere)",
+    useRegTitle: "Use registration for family-register certificates",
+    useRegHint: "Enter the municipality code (6 digits), the registered domicile and the head of the register",
+    regCode: "Municipality code of the registered domicile (6 digits)",
+    domicile: "Registered domicile (本籍)", head: "Head of the register (筆頭者)",
+    useRegSubmit: "Apply", useRegInvalid: "The municipality code is 6 digits; the registered domicile and the head are needed too",
+    useRegResult: "Use registration", useRegCheck: "Check the status", toMenu: "To the menu",
     kinds: { RESIDENCE_RECORD: "Residence record", RESIDENCE_RECORD_ITEMS: "Residence record items",
       SEAL_REGISTRATION: "Seal registration", INCOME_TAX: "Income and tax",
       FAMILY_REGISTER_FULL: "Family register (full)",
@@ -53,6 +76,8 @@ const SHOW = ["show_registered_domicile", "show_household_head", "show_individua
 let lang = "ja";
 let current = null;   // the last screen from the terminal
 let picked = null;    // the menu entry being configured
+let registering = false;  // the use-registration form is open
+let useResult = null;     // the answer to the last use registration, until "to the menu"
 let pin = "";
 
 const $ = (sel) => document.querySelector(sel);
@@ -82,12 +107,29 @@ async function act(path, body) {
   try { show(await api(path, body)); } catch (e) { console.error(e); }
 }
 
+// A use registration: its answer is kept for the result screen; a refusal is the REFUSED screen.
+async function useRegistration(path, body) {
+  try {
+    const data = await api(path, body);
+    registering = false;
+    useResult = data.use_registration.status === "REFUSED" ? null : data.use_registration;
+    show(data);
+  } catch (e) { console.error(e); }
+}
+
+// A person as registered: the name keeps its variation sequences (never normalised).
+function person(p) {
+  return el("span", { class: "person" }, el("span", { class: "name", text: p.name }),
+    `（${p.relationship}）`);
+}
+
 function message(screen) {
   const words = lang === "ja" ? screen.message_ja : screen.message_en;
   return words ? el("p", { class: "message", id: "message", text: words }) : "";
 }
 
-function renderInsert(main) {
+function renderInsert(main, screen) {
+  if (screen.returned) main.append(el("p", { class: "message", id: "returned", text: t("returnedAtStart")(screen.returned) }));
   main.append(el("h2", { text: t("insert") }), el("p", { text: t("insertHint") }));
   const grid = el("div", { class: "grid", id: "cards" });
   api("/api/cards").then(({ cards }) => {
@@ -132,20 +174,101 @@ function renderMenu(main, screen) {
     }
     grid.append(tile);
   }
-  main.append(grid);
+  main.append(grid, el("button", { class: "action", type: "button", id: "use-registration",
+    onclick: () => { registering = true; render(); } }, t("useReg")));
+}
+
+function renderUseRegistration(main) {
+  main.append(el("h2", { text: t("useRegTitle") }), el("p", { text: t("useRegHint") }));
+  const code = el("input", { type: "text", id: "reg-code", inputmode: "numeric", maxlength: "6",
+    autocomplete: "off", pattern: "[0-9]{6}" });
+  const domicile = el("input", { type: "text", id: "reg-domicile", maxlength: "200", autocomplete: "off" });
+  const head = el("input", { type: "text", id: "reg-head", maxlength: "200", autocomplete: "off" });
+  const error = el("p", { class: "hint", id: "usereg-error" });
+  for (const input of [code, domicile, head]) input.addEventListener("input", () => { error.textContent = ""; });
+  main.append(el("div", { class: "form" },
+    el("label", {}, t("regCode"), el("br"), code),
+    el("label", {}, t("domicile"), el("br"), domicile),
+    el("label", {}, t("head"), el("br"), head)), error,
+    el("button", { class: "action", type: "button", id: "usereg-submit", onclick: () => {
+      const body = { register_municipality_code: code.value.trim(),
+        registered_domicile: domicile.value.trim(), head_of_register: head.value.trim() };
+      if (!/^[0-9]{6}$/.test(body.register_municipality_code) || !body.registered_domicile
+          || !body.head_of_register) { error.textContent = t("useRegInvalid"); return; }
+      useRegistration("/api/register-use", body);
+    } }, t("useRegSubmit")), " ",
+    el("button", { class: "action", type: "button", id: "usereg-back",
+      onclick: () => { registering = false; render(); } }, t("menuBack")));
+}
+
+function renderUseResult(main) {
+  const answer = useResult;
+  main.dataset.status = answer.status;
+  main.append(el("h2", { text: t("useRegResult") }),
+    el("p", { class: "message", id: "usereg-status",
+      text: lang === "ja" ? answer.message_ja : answer.message_en }));
+  if (answer.status === "PENDING") {
+    main.append(el("button", { class: "action", type: "button", id: "usereg-check",
+      onclick: () => useRegistration("/api/use-registration-status",
+        { registration_id: answer.registration_id }) }, t("useRegCheck")), " ");
+  }
+  main.append(el("button", { class: "action", type: "button", id: "usereg-menu",
+    onclick: () => { useResult = null; render(); } }, t("toMenu")));
+}
+
+// Checkboxes for the people a catalogue entry lists (Person.ref goes back, never the name).
+function memberBoxes(entry, checked) {
+  const list = el("div", { class: "members", id: "members" });
+  for (const p of entry.selectable) {
+    const box = el("input", { type: "checkbox", class: "member", "data-ref": p.ref, id: `member-${p.ref}` });
+    box.checked = checked(p);
+    list.append(el("label", {}, box, person(p)));
+  }
+  return list;
+}
+
+function chosenRefs() {
+  return [...document.querySelectorAll("input.member:checked")].map((b) => b.dataset.ref);
 }
 
 function renderOptions(main) {
   const entry = picked;
   main.append(el("h2", { text: `${t("kinds")[entry.kind_key]} — ${t("options")}` }));
   const form = el("div", { id: "options" });
+  const hint = el("p", { class: "hint", id: "members-hint" });
+  let ready = () => true;
   if (entry.kind_key.startsWith("RESIDENCE_RECORD")) {
-    form.append(el("label", {}, el("input", { type: "checkbox", id: "household" }), t("household")));
+    const who = el("fieldset", { id: "scope" }, el("legend", { text: t("who") }));
+    const scopes = [["self", t("scopeSelf")], ["household", t("scopeHousehold")]];
+    if (entry.selectable.length) scopes.push(["members", t("scopeMembers")]);
+    const radios = {};
+    for (const [value, words] of scopes) {
+      radios[value] = el("input", { type: "radio", name: "scope", value, id: `scope-${value}` });
+      radios[value].checked = value === "self";
+      who.append(el("label", {}, radios[value], words));
+    }
+    const members = memberBoxes(entry, () => false);
+    const some = () => Boolean(radios.members && radios.members.checked);
+    const picks = () => members.querySelectorAll("input.member:checked").length;
+    const sync = () => {
+      members.hidden = !some();
+      hint.textContent = some() && !picks() ? t("chooseMembers") : "";
+    };
+    who.addEventListener("change", sync);
+    who.append(members);
+    form.append(who);
+    sync();
+    ready = () => !some() || picks() > 0;
     for (const name of SHOW) {
       if (entry.permitted[name]) {
         form.append(el("label", {}, el("input", { type: "checkbox", id: name }), t(name)));
       }
     }
+  }
+  if (entry.kind_key === "FAMILY_REGISTER_INDIVIDUAL" && entry.selectable.length) {
+    const who = el("fieldset", { id: "register-members" }, el("legend", { text: t("registerWho") }),
+      memberBoxes(entry, (p) => p.relationship === "本人"), el("p", { class: "note", text: t("registerHint") }));
+    form.append(who);
   }
   if (entry.kind_key === "INCOME_TAX") {
     const select = el("select", { id: "fiscal_year" });
@@ -157,11 +280,13 @@ function renderOptions(main) {
   form.append(el("label", {}, `${t("copies")} `, copies));
   const fee = el("p", { class: "fee", id: "fee-preview", text: `${t("fee")}: ${t("yen")(entry.fee)}` });
   copies.addEventListener("change", () => { fee.textContent = `${t("fee")}: ${t("yen")(entry.fee * Number(copies.value))}`; });
-  form.append(fee);
+  form.append(fee, hint);
   main.append(form, el("button", { class: "action", type: "button", id: "options-next", onclick: () => {
+    if (!ready()) { hint.textContent = t("chooseMembers"); return; }
     const body = { kind: entry.kind, municipality_code: entry.municipality_code, copies: Number(copies.value) };
-    const household = $("#household");
-    if (household) body.household = household.checked;
+    const scope = document.querySelector("input[name=scope]:checked");
+    if (scope) body.scope = scope.value;
+    if (!scope || scope.value === "members") body.members = chosenRefs();
     for (const name of SHOW) { const box = $("#" + name); if (box) body[name] = box.checked; }
     const fy = $("#fiscal_year");
     if (fy) body.fiscal_year = Number(fy.value);
@@ -204,20 +329,52 @@ function render() {
   $("#lang-ja").classList.toggle("active", lang === "ja");
   $("#lang-en").classList.toggle("active", lang === "en");
   const main = $("#screen");
+  const before = main.dataset.screen;
+  const typed = formState(main);
   main.replaceChildren();
   main.className = "";
   if (!current) return;
-  const id = picked && current.id === "MENU" ? "OPTIONS" : current.id;
+  let id = current.id;
+  if (id === "MENU" && picked) id = "OPTIONS";
+  else if (id === "MENU" && registering) id = "USE_REGISTRATION";
+  else if (id === "MENU" && useResult) id = "USE_REGISTRATION_RESULT";
   main.dataset.screen = id;
   main.dataset.reason = current.reason || "";
+  delete main.dataset.status;
   ({ INSERT_CARD: renderInsert, ENTER_PIN: renderPin, MENU: renderMenu, OPTIONS: renderOptions,
+     USE_REGISTRATION: renderUseRegistration, USE_REGISTRATION_RESULT: renderUseResult,
      PAYMENT: renderPayment, PRINTING: (m) => m.append(el("h2", { text: t("printing") })),
      DONE: renderDone, REFUSED: renderRefused })[id](main, current);
+  if (id === before) restoreForm(main, typed);  // a language switch keeps what was chosen
 }
 
-function show(screen) { current = screen; render(); }
+function formState(main) {
+  const state = {};
+  for (const input of main.querySelectorAll("input[id], select[id]")) {
+    state[input.id] = input.type === "checkbox" || input.type === "radio" ? input.checked : input.value;
+  }
+  return state;
+}
+
+function restoreForm(main, state) {
+  for (const input of main.querySelectorAll("input[id], select[id]")) {
+    if (!(input.id in state)) continue;
+    if (input.type === "checkbox" || input.type === "radio") input.checked = state[input.id];
+    else input.value = state[input.id];
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+}
+
+function show(screen) {
+  // Leaving the menu (card removed, refusal, ...) closes what was open on it.
+  if (screen.id !== "MENU") { picked = null; registering = false; useResult = null; }
+  current = screen; render();
+}
 
 $("#lang-ja").addEventListener("click", () => { lang = "ja"; render(); });
 $("#lang-en").addEventListener("click", () => { lang = "en"; render(); });
-$("#cancel").addEventListener("click", () => { picked = null; pin = ""; act("/api/cancel", { remove_card: true }); });
+$("#cancel").addEventListener("click", () => {
+  picked = null; registering = false; useResult = null; pin = "";
+  act("/api/cancel", { remove_card: true });
+});
 api("/api/screen").then(show);
