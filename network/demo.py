@@ -229,8 +229,11 @@ def set_clocks(net: ReferenceNetwork, at: dt.datetime) -> None:
             testing_pb2_grpc.FixtureServiceStub(channel).SetClock(request, timeout=30)
 
 
-def start_network(out: Path, say: Callable[[str], None]) -> tuple[ReferenceNetwork, OffsetClock]:
-    """A fresh network under `out` (a previous demo there is removed first)."""
+def start_network(
+    out: Path, say: Callable[[str], None], *, test_mode: bool = False
+) -> tuple[ReferenceNetwork, OffsetClock]:
+    """A fresh network under `out` (a previous demo there is removed first). With test_mode
+    the servers accept the conformance suite's FixtureService (and so can be tested)."""
     if out.exists():
         if not (out / MARKER).exists():
             raise NetworkError(f"{out} exists and is not a konbini demo folder; choose --out")
@@ -242,7 +245,7 @@ def start_network(out: Path, say: Callable[[str], None]) -> tuple[ReferenceNetwo
     pinned = None if in_service_hours(now) else next_open_time(now)
     net = ReferenceNetwork(out)
     say("making the PKI, the cards and the register data")
-    net.prepare(now, test_mode=pinned is not None)
+    net.prepare(now, test_mode=test_mode or pinned is not None)
     say("starting 甲府市 (single municipality), tokyo-cloud (千代田区, 新宿区) and the centre")
     net.start()
     if pinned is not None:
@@ -302,7 +305,8 @@ def run_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # Before anything starts: a SIGTERM at any point stops the servers we started.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    net, _clock = start_network(out, lambda t: print(f"[up] {t}", flush=True))
+    net, _clock = start_network(out, lambda t: print(f"[up] {t}", flush=True),
+                                test_mode=args.test_mode)
     pki = net.pki
     print(f"centre (mTLS)         127.0.0.1:{net.centre.port}   TLS name: centre")
     print(f"centre verification   127.0.0.1:{net.services['centre-public'].port}   TLS only")
@@ -332,4 +336,8 @@ def register(subparsers: argparse._SubParsersAction, name: str, help_text: str) 
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo-out" if name == "demo" else "konbini-network",
                         help="the output folder (replaced on each run)")
+    if name == "up":
+        parser.add_argument("--test-mode", action="store_true",
+                            help="start the servers in test mode, so that `konbini conformance "
+                                 "run` can provision them (never for production data)")
     parser.set_defaults(func=run_demo if name == "demo" else run_up)
