@@ -35,7 +35,7 @@ import numpy as np
 from cryptography import x509
 
 from konbini.common.v1 import trust_pb2, types_pb2
-from konbini.docimage.backside import PAGE_SIZE, check_back
+from konbini.docimage.backside import PAGE_SIZE, check_back, marker_placement
 from konbini.docimage.errors import DocImageError
 from konbini.docimage.fingerprint import (
     MATCH_THRESHOLD,
@@ -46,6 +46,13 @@ from konbini.docimage.fingerprint import (
 from konbini.docimage.geometry import Box
 from konbini.docimage.qr import find_qr_codes, qr_matrix
 from konbini.docimage.raster import bin_down, load_scan, rasterize_pages
+from konbini.docimage.register import (
+    REGISTER_DPI,
+    PagePlacement,
+    RegistrationFailed,
+    register_scan,
+    seal_placement,
+)
 from konbini.pki import DocumentSignatureRejected, TrustListRejected
 from konbini.pki.trustlist import TrustList, from_proto, scramble_key, verify_signed_trust_list_at
 from konbini.seal import SEAL_PREFIX, SealRejected, signed_at, verify_seal
@@ -55,7 +62,10 @@ PAGE_DPI = 150  # the resolution the front fingerprint is defined at; backs read
 MAX_SHEETS = 20  # a certificate has a few pages; more is refused before any rendering
 Sheets = list[tuple[np.ndarray, np.ndarray]]
 
-__all__ = ["MAX_SHEETS", "PAGE_DPI", "verify_pdf", "verify_scans", "verify_sheets"]
+__all__ = [
+    "MAX_SHEETS", "PAGE_DPI", "register_back", "register_front", "verify_pdf", "verify_scans",
+    "verify_sheets",
+]
 
 
 @dataclass
@@ -236,6 +246,31 @@ def verify_pdf(
     return _verify(load, signed_trust_list, roots, at)
 
 
+def _seal_placement(text: str) -> PagePlacement | None:
+    return seal_placement(len(qr_matrix(text))) if text.startswith(SEAL_PREFIX) else None
+
+
+def register_front(scan: np.ndarray) -> np.ndarray:
+    """A front scan (any resolution, any small rotation, scale and shift) as the page at
+    :data:`PAGE_DPI`, registered by its visible seal at :data:`SEAL_SQUARE_MM`; a scan whose
+    seal cannot be located is only brought to PAGE_DPI (its checks then fail on their own)."""
+    try:
+        page = register_scan(scan, _seal_placement, REGISTER_DPI)
+    except RegistrationFailed:
+        return front_at_page_dpi(scan)
+    factor = REGISTER_DPI // PAGE_DPI
+    return bin_down(page, factor, factor)  # as a PDF page is rasterized at PAGE_DPI
+
+
+def register_back(scan: np.ndarray) -> np.ndarray:
+    """A back scan as the page at REGISTER_DPI, registered by its marker QR; unchanged when the
+    marker cannot be located (reading the back then reports it)."""
+    try:
+        return register_scan(scan, marker_placement, REGISTER_DPI)
+    except RegistrationFailed:
+        return scan
+
+
 def front_at_page_dpi(scan: np.ndarray) -> np.ndarray:
     """A front scan brought to :data:`PAGE_DPI` when it is a whole multiple of it (a 300 dpi A4
     scan is binned 2 × 2, exactly as a PDF page is rasterized), else as it is."""
@@ -249,7 +284,10 @@ def verify_scans(
     pages: Sequence[tuple[bytes, bytes]], signed_trust_list: trust_pb2.SignedTrustList,
     roots: Sequence[x509.Certificate], at: dt.datetime,
 ) -> verification_pb2.VerifyDocumentResponse:
-    """Verify scans of each sheet, ``(front PNG, back PNG)`` in order (150 dpi or more)."""
+    """Verify scans of each sheet, ``(front PNG, back PNG)`` in order (150 dpi or more, 300 dpi
+    advised). Each side is first registered to the page by its QR code (:func:`register_front`,
+    :func:`register_back`), so a scan may be turned by a degree or so, scaled by a percent or
+    so and shifted by a few mm."""
 
     def load(result: _Result) -> Sheets | None:
         if not pages or len(pages) > MAX_SHEETS:
@@ -257,7 +295,7 @@ def verify_scans(
             return None
         result.add("pages.count", True, f"{len(pages)} sheets (front and back)")
         try:
-            return [(front_at_page_dpi(load_scan(f)), load_scan(b)) for f, b in pages]
+            return [(register_front(load_scan(f)), register_back(load_scan(b))) for f, b in pages]
         except OSError as exc:  # Pillow: "cannot identify image file"
             raise DocImageError(f"a scan is not an image: {exc}") from exc
 

@@ -40,6 +40,7 @@ from konbini.docimage.geometry import Box
 from konbini.docimage.pdfimage import image_page
 from konbini.docimage.qr import QUIET_ZONE_MODULES, find_qr_codes, qr_image, qr_matrix
 from konbini.docimage.raster import rasterize_pages
+from konbini.docimage.register import MM_PER_INCH, PagePlacement
 from konbini.docimage.resample import resize_area
 from konbini.docimage.scramble import (
     CELL,
@@ -139,6 +140,16 @@ def _qr_origin(text: str) -> tuple[int, int]:
     modules = qr_matrix(text).shape[0]
     left = QR_RIGHT - (modules + 2 * QUIET_ZONE_MODULES) * QR_MODULE
     return QR_TOP + QUIET_ZONE_MODULES * QR_MODULE, left + QUIET_ZONE_MODULES * QR_MODULE
+
+
+def marker_placement(text: str) -> PagePlacement | None:
+    """Where the back's marker QR with content ``text`` sits on the page (for registering a scan
+    with :func:`konbini.docimage.register.register_scan`); None for any other QR code."""
+    if not _MARKER.fullmatch(text):
+        return None
+    top, left = _qr_origin(text)
+    mm_per_px = MM_PER_INCH / BACK_DPI
+    return PagePlacement(left * mm_per_px, top * mm_per_px, QR_MODULE * mm_per_px)
 
 
 def scramble_source(front: np.ndarray, size: tuple[int, int] = SCRAMBLE_SIZE) -> np.ndarray:

@@ -46,8 +46,10 @@ fingerprints the page drawn without the QR, excluding the square it will draw th
 verifier fingerprints the printed page, excluding :func:`seal_square` of the QR it found. The two
 squares agree to a pixel or two, which the exclusion margin covers. Nothing is painted.
 
-The image must be the whole page, registered to it (a rasterized PDF, or a flatbed scan of the
-whole sheet): the digest does not search for shifts or rotation. Rasterize PDFs with
+The image must be the whole page, registered to it (a rasterized PDF, or a scan resampled to the
+page by :func:`konbini.docimage.register.register_scan`, which places the seal's square at
+:data:`konbini.docimage.register.SEAL_SQUARE_MM`): the digest does not search for shifts or
+rotation. Rasterize PDFs with
 :func:`konbini.docimage.raster.rasterize_page`, whose resolutions agree with each other.
 """
 

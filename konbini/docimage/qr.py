@@ -6,7 +6,7 @@ alphanumeric mode, the densest mode for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import segno
@@ -20,10 +20,13 @@ _FIXED_MASK = 0  # automatic mask selection costs ~5× the encoding (ARCHITECTUR
 
 @dataclass(frozen=True)
 class FoundQr:
-    """One decoded QR code: its text and its bounding box in pixels of the searched image."""
+    """One decoded QR code: its text, its bounding box in pixels of the searched image, and the
+    outer corners of the symbol (top-left, top-right, bottom-right, bottom-left of the code as
+    read, so a turned code keeps its own corners) as zxing-cpp found them."""
 
     text: str
     box: Box
+    corners: tuple[tuple[float, float], ...] = field(default=(), compare=False)
 
 
 def qr_matrix(text: str, *, error: str = "m") -> np.ndarray:
@@ -54,6 +57,11 @@ def _box_of(position: zxingcpp.Position, scale: float) -> Box:
     )
 
 
+def _corners_of(position: zxingcpp.Position, scale: float) -> tuple[tuple[float, float], ...]:
+    points = (position.top_left, position.top_right, position.bottom_right, position.bottom_left)
+    return tuple((p.x / scale, p.y / scale) for p in points)
+
+
 def _read(image: np.ndarray, binarizer: zxingcpp.Binarizer) -> list[zxingcpp.Barcode]:
     return zxingcpp.read_barcodes(
         image, formats=zxingcpp.BarcodeFormat.QRCode, binarizer=binarizer
@@ -78,7 +86,10 @@ def find_qr_codes(image: np.ndarray) -> list[FoundQr]:
         scale = 2.0
         enlarged = np.kron(image, np.ones((2, 2), dtype=np.uint8))
         found = _read(enlarged, zxingcpp.Binarizer.LocalAverage)
-    codes = {(b.text, _box_of(b.position, scale)) for b in found if b.valid}
-    return sorted(
-        (FoundQr(text, box) for text, box in codes), key=lambda q: (q.box.top, q.box.left)
-    )
+    codes: dict[tuple[str, Box], FoundQr] = {}
+    for barcode in found:
+        if barcode.valid:
+            box = _box_of(barcode.position, scale)
+            codes.setdefault((barcode.text, box), FoundQr(barcode.text, box, _corners_of(
+                barcode.position, scale)))
+    return sorted(codes.values(), key=lambda q: (q.box.top, q.box.left))
