@@ -205,13 +205,20 @@ class Demo:
         return tuple(verdicts)
 
 
-def next_open_time(now: dt.datetime) -> dt.datetime:
-    """10:00 JST on the next day that is not in the year-end closure."""
+def last_open_time(now: dt.datetime) -> dt.datetime:
+    """10:00 JST on the latest day, at or before ``now``, that is not in the year-end closure.
+
+    In the past on purpose: a PKI and CRL made an hour before it are valid both then and at
+    the real time TLS checks certificates against (a time ahead would outrun the CRL's one-day
+    next update)."""
     local = now.astimezone(JST)
-    day = local.date() + dt.timedelta(days=1)
-    while (day.month, day.day) >= (12, 29) or (day.month, day.day) <= (1, 3):
-        day += dt.timedelta(days=1)
-    return dt.datetime(day.year, day.month, day.day, 10, tzinfo=JST).astimezone(dt.UTC)
+    day = local.date()
+    while True:
+        morning = dt.datetime(day.year, day.month, day.day, 10, tzinfo=JST)
+        if morning <= now and not ((day.month, day.day) >= (12, 29)
+                                   or (day.month, day.day) <= (1, 3)):
+            return morning.astimezone(dt.UTC)
+        day -= dt.timedelta(days=1)
 
 
 def set_clocks(net: ReferenceNetwork, at: dt.datetime) -> None:
@@ -242,10 +249,12 @@ def start_network(
     (out / MARKER).write_text("made by konbini demo; removed by the next run\n")
     now = dt.datetime.now(dt.UTC)
     clock = OffsetClock()
-    pinned = None if in_service_hours(now) else next_open_time(now)
+    pinned = None if in_service_hours(now) else last_open_time(now)
+    # With pinned clocks the PKI, the cards and the CRL are made an hour before the pinned time.
+    made = now if pinned is None else pinned - dt.timedelta(hours=1)
     net = ReferenceNetwork(out)
     say("making the PKI, the cards and the register data")
-    net.prepare(now, test_mode=test_mode or pinned is not None)
+    net.prepare(made, test_mode=test_mode or pinned is not None)
     say("starting 甲府市 (single municipality), tokyo-cloud (千代田区, 新宿区) and the centre")
     net.start()
     if pinned is not None:
@@ -255,7 +264,7 @@ def start_network(
         clock.set_now(pinned)
     say("municipalities register their residents' cards with the centre; one card is revoked")
     net.bind_cards_at_centre()
-    net.revoke_cards(now)
+    net.revoke_cards(now if pinned is None else pinned)  # revoked as of the servers' time
     return net, clock
 
 

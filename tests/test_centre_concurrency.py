@@ -5,7 +5,6 @@ PostgreSQL schema, each session opened on one process and continued on the other
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,9 +23,11 @@ from test_centre_harness import (
     issuance_request,
     kiosk_stub,
     load_routes,
+    pin_clock,
     start_fake_municipality,
     subject_digest,
 )
+from test_time_support import pki_instant
 
 from konbini.common.v1 import types_pb2
 from konbini.kiosk.v1 import kiosk_pb2
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.postgres
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDir:
     path = tmp_path_factory.mktemp("pki")
     terminals = [("seven" if i % 2 else "lawson", f"T{i:04d}") for i in range(TERMINALS)]
-    pki_init(path, terminals=terminals, now=dt.datetime.now(dt.UTC))
+    pki_init(path, terminals=terminals, now=pki_instant())  # valid at the pinned time too
     return PkiDir(path)
 
 
@@ -65,6 +66,7 @@ async def test_hundred_terminals_two_processes(pki: PkiDir, shared_pg: str,
     try:
         ports = [await p.start() for p in procs]
         cards = [Card.issue(pki, tmp_path) for _ in range(TERMINALS)]
+        await pin_clock(fixture_stub(pki, ports[0]))  # both processes share the stored offset
         await load_routes(fixture_stub(pki, ports[0]), {KOFU: ("", [muni_port])},
                           {serial: KOFU for _, serial in cards})
         terminals = [("seven" if i % 2 else "lawson", f"T{i:04d}") for i in range(TERMINALS)]

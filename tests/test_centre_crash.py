@@ -22,8 +22,10 @@ from test_centre_harness import (
     kiosk_stub,
     load_routes,
     open_session,
+    pin_clock,
     start_fake_municipality,
 )
+from test_time_support import pinned_clock, pki_instant
 
 from konbini.common.v1 import types_pb2
 from konbini.kiosk.v1 import kiosk_pb2
@@ -34,13 +36,14 @@ from konbini.testing.v1 import testing_pb2
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDir:
     path = tmp_path_factory.mktemp("pki")
-    pki_init(path, now=dt.datetime.now(dt.UTC))
+    pki_init(path, now=pki_instant())  # valid at the pinned time and at real time
     return PkiDir(path)
 
 
 @pytest.fixture
 async def crash_env(pki: PkiDir, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    fake = FakeMunicipality(pki, (KOFU,))
+    clock = pinned_clock()  # the fake's time, and the centre's after every (re)start
+    fake = FakeMunicipality(pki, (KOFU,), clock=clock)
     muni, muni_port = await start_fake_municipality(pki, fake, "kofu")
     config = tmp_path / "centre.toml"
     config.write_text(
@@ -50,7 +53,7 @@ async def crash_env(pki: PkiDir, tmp_path: Path) -> AsyncIterator[dict[str, Any]
     process = CentreProcess(config, tmp_path)
     card, serial = Card.issue(pki, tmp_path)
     yield {"fake": fake, "muni_port": muni_port, "process": process, "card": card,
-           "serial": serial}
+           "serial": serial, "clock": clock}
     process.stop()
     await muni.stop(0)
 
@@ -67,6 +70,8 @@ async def connect(pki: PkiDir, env: dict[str, Any]) -> tuple[Any, Any]:
     port = await env["process"].start()
     fixtures = fixture_stub(pki, port)
     await load_routes(fixtures, {KOFU: ("", [env["muni_port"]])}, {env["serial"]: KOFU})
+    if env.get("pinned") is None:  # once: the offset is stored and survives restarts
+        env["pinned"] = await pin_clock(fixtures, env["clock"])
     return kiosk_stub(pki, port), fixtures
 
 

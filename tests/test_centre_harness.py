@@ -22,11 +22,13 @@ import grpc
 import grpc.aio
 import pikepdf
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_time_support import pinned_clock, pki_instant
 
 from centre.config import CentreConfig
 from centre.server import CentreServer, build_centre
 from konbini.card import JpkiCard, SoftCard
 from konbini.card.issue import issue_soft_card
+from konbini.clock import Clock
 from konbini.common.v1 import types_pb2
 from konbini.errors import KonbiniError
 from konbini.issuing.v1 import issuing_pb2, issuing_pb2_grpc
@@ -97,8 +99,11 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
     """
 
     def __init__(self, pki: PkiDir, codes: tuple[str, ...], *, fee: int = 300,
-                 ttl: dt.timedelta = dt.timedelta(minutes=10), max_copies: int = 5) -> None:
+                 ttl: dt.timedelta = dt.timedelta(minutes=10), max_copies: int = 5,
+                 clock: Clock | None = None) -> None:
         self.pki = pki
+        # Pinned inside service hours by default, like the centre of start_centre.
+        self.clock = clock or pinned_clock()
         self.codes = codes
         self.fee = fee
         self.ttl = ttl
@@ -152,7 +157,7 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
                 r = self.reservations[existing]
                 return self._prepared(r)
             rid = uuid.uuid4().hex
-            now = dt.datetime.now(dt.UTC)
+            now = self.clock.now()
             r = Reservation(rid, request.request_id, code, request.card.certificate_serial,
                             request.kind, request.copies, self.fee * request.copies,
                             now + self.ttl, issuance_id=request.origin.issuance_id,
@@ -199,10 +204,11 @@ class FakeMunicipality(issuing_pb2_grpc.IssuingServiceServicer):
         if r.state == types_pb2.ISSUANCE_STATE_CANCELLED:
             raise KonbiniError("RESERVATION_CANCELLED", "cancelled")
         if r.state == types_pb2.ISSUANCE_STATE_RESERVED:
-            if dt.datetime.now(dt.UTC) > r.expires_at:
+            now = self.clock.now()
+            if now > r.expires_at:
                 raise KonbiniError("RESERVATION_EXPIRED", "expired")
             r.state = types_pb2.ISSUANCE_STATE_COMMITTED
-            r.committed_at = dt.datetime.now(dt.UTC)
+            r.committed_at = now
             r.commits += 1
         response = issuing_pb2.CommitIssuanceResponse(
             state=types_pb2.ISSUANCE_STATE_COMMITTED,
@@ -281,8 +287,10 @@ def centre_config(pki: PkiDir, store_url: str, **changes: Any) -> CentreConfig:
 
 
 async def start_centre(config: CentreConfig, **kwargs: Any) -> CentreServer:
-    """Build and start an in-process centre (fake back sides unless given)."""
+    """Build and start an in-process centre (fake back sides unless given; its clock pinned
+    inside service hours unless given, see test_time_support)."""
     kwargs.setdefault("back_sides", fake_back_sides)
+    kwargs.setdefault("clock", pinned_clock())
     built = build_centre(config, **kwargs)
     await built.start()
     return built
@@ -304,6 +312,16 @@ def kiosk_stub(pki: PkiDir, port: int, operator: str = "seven", terminal: str = 
 def fixture_stub(pki: PkiDir, port: int) -> Any:
     """A FixtureService stub as the conformance suite."""
     return testing_pb2_grpc.FixtureServiceStub(client_channel(pki, port, pki.conformance_client))
+
+
+async def pin_clock(fixtures: Any, clock: Clock | None = None) -> dt.datetime:
+    """Move a test-mode centre's clock to ``clock.now()`` (default: a pinned_clock, inside
+    service hours) through FixtureService.SetClock; the offset is stored, so every process on
+    the store moves. Returns the time set."""
+    request = testing_pb2.SetClockRequest(request_id=uuid.uuid4().hex)
+    request.now.FromDatetime((clock or pinned_clock()).now())
+    answer = await fixtures.SetClock(request)
+    return answer.now.ToDatetime(tzinfo=dt.UTC)
 
 
 async def load_routes(fixtures: Any, routes: dict[str, tuple[str, list[int]]],
@@ -332,9 +350,9 @@ class Card:
 
     @classmethod
     def issue(cls, pki: PkiDir, directory: Path, *, expired: bool = False) -> tuple[Card, str]:
-        """A new card and its serial (lowercase hex)."""
+        """A new card and its serial (lowercase hex), valid from before the pinned time."""
         path = directory / f"card-{uuid.uuid4().hex}.json"
-        serial = issue_soft_card(pki.jpki_ca(), path, PIN, now=dt.datetime.now(dt.UTC),
+        serial = issue_soft_card(pki.jpki_ca(), path, PIN, now=pki_instant(),
                                  expired=expired)
         assert serial is not None
         return cls(path), format(serial, "x")
@@ -385,7 +403,8 @@ class CentreProcess:
             [sys.executable, "-m", "centre.cli", "serve", "--config", str(self.config),
              "--port-file", str(port_file)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(self.directory / "centre.log", "ab"),  # noqa: SIM115
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(  # keep the caller's entries
+                p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)})
         loop = asyncio.get_running_loop()
         end = loop.time() + 30
         while not port_file.exists():  # the server writes it once it serves

@@ -21,6 +21,7 @@ from test_centre_harness import (
     start_centre,
     start_fake_municipality,
 )
+from test_time_support import pki_instant
 
 from konbini.errors import parse_rpc_error
 from konbini.kiosk.v1 import kiosk_pb2
@@ -31,7 +32,7 @@ from konbini.testing.v1 import testing_pb2
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiDir:
     path = tmp_path_factory.mktemp("pki")
-    pki_init(path, now=dt.datetime.now(dt.UTC))
+    pki_init(path, now=pki_instant())  # valid at the centre's pinned time and at real time
     return PkiDir(path)
 
 
@@ -47,6 +48,11 @@ async def env(pki: PkiDir, store_url: str, tmp_path: Path) -> AsyncIterator[dict
            "serial": serial, "fixtures": fixtures, "fake": fake}
     await centre.stop(0)
     await muni.stop(0)
+
+
+def centre_now(env: dict[str, Any]) -> dt.datetime:
+    """The centre's time (pinned inside service hours by start_centre)."""
+    return env["centre"].centre.time.clock.now()
 
 
 async def create(kiosk: Any) -> kiosk_pb2.CreateSessionResponse:
@@ -113,7 +119,7 @@ async def test_challenge_expires(env: dict[str, Any]) -> None:
     kiosk, fixtures = env["kiosk"], env["fixtures"]
     created = await create(kiosk)
     later = testing_pb2.SetClockRequest(request_id=uuid.uuid4().hex)
-    later.now.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120))
+    later.now.FromDatetime(centre_now(env) + dt.timedelta(seconds=120))
     await fixtures.SetClock(later)
     assert await reason_of(kiosk.Authenticate(auth_request(created, env["card"]))) == \
         "CHALLENGE_EXPIRED"
@@ -129,7 +135,7 @@ async def test_revoked_expired_unbound_and_stale_crl(env: dict[str, Any], pki: P
     assert await reason_of(kiosk.Authenticate(auth_request(await create(kiosk), unbound))) == \
         "CARD_NOT_BOUND"
     revoked, serial = Card.issue(pki, tmp_path)
-    now = dt.datetime.now(dt.UTC)
+    now = centre_now(env)
     ca = pki.jpki_ca()
     ca.revoke_at(now, int(serial, 16))
     ca.publish_crl_at(now, dt.timedelta(days=1))

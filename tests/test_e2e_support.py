@@ -24,6 +24,7 @@ import grpc
 import grpc.aio
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.timestamp_pb2 import Timestamp
+from test_time_support import service_instant
 
 from centre import ledger, outbox
 from centre.config import CentreConfig
@@ -34,7 +35,6 @@ from konbini.card.issue import issue_soft_card
 from konbini.clock import JST, OffsetClock
 from konbini.common.v1 import trust_pb2, types_pb2
 from konbini.errors import ParsedError, parse_rpc_error
-from konbini.hours import national_holidays
 from konbini.issuing.v1 import issuing_pb2, issuing_pb2_grpc
 from konbini.kiosk.v1 import kiosk_pb2, kiosk_pb2_grpc
 from konbini.pki import PkiDir, pki_init
@@ -83,19 +83,6 @@ JIRO = register_pb2.Resident(
     address="東京都千代田区九段南一丁目2番1号", relationship="世帯主",
     registered_domicile=DOMICILE, head_of_register="葛西 太郎",
     moved_in_on=K.Date(year=2020, month=4, day=1), status=register_pb2.RESIDENT_STATUS_ACTIVE)
-
-
-def service_instant(real_now: dt.datetime) -> dt.datetime:
-    """The last weekday 12:00 JST at or before ``real_now`` that is neither in the year-end
-    closure nor a national holiday (weekday-only family registers must be open)."""
-    day = real_now.astimezone(JST).date()
-    while True:
-        noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=JST)
-        year_end = (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3)
-        if (noon <= real_now and day.weekday() < 5 and not year_end
-                and day not in national_holidays(day.year)):
-            return noon.astimezone(dt.UTC)
-        day -= dt.timedelta(days=1)
 
 
 def rid() -> str:
