@@ -36,6 +36,7 @@ from terminal.payment import SimulatedCashDevice
 from terminal.printer import SpoolPrinter
 
 MARKER = ".konbini-demo"
+DEMO_SPAN = dt.timedelta(minutes=15)
 K = types_pb2
 
 
@@ -249,7 +250,9 @@ def start_network(
     (out / MARKER).write_text("made by konbini demo; removed by the next run\n")
     now = dt.datetime.now(dt.UTC)
     clock = OffsetClock()
-    pinned = None if in_service_hours(now) else last_open_time(now)
+    # Pin when the run could cross a closing time too (a demo takes well under DEMO_SPAN).
+    open_throughout = in_service_hours(now) and in_service_hours(now + DEMO_SPAN)
+    pinned = None if open_throughout else last_open_time(now)
     # With pinned clocks the PKI, the cards and the CRL are made an hour before the pinned time.
     made = now if pinned is None else pinned - dt.timedelta(hours=1)
     net = ReferenceNetwork(out)
@@ -257,14 +260,19 @@ def start_network(
     net.prepare(made, test_mode=test_mode or pinned is not None)
     say("starting 甲府市 (single municipality), tokyo-cloud (千代田区, 新宿区) and the centre")
     net.start()
-    if pinned is not None:
-        say("outside kiosk hours now; the servers run in test mode with their clocks at "
-            f"{pinned:%Y-%m-%d %H:%M} UTC")
-        set_clocks(net, pinned)
-        clock.set_now(pinned)
-    say("municipalities register their residents' cards with the centre; one card is revoked")
-    net.bind_cards_at_centre()
-    net.revoke_cards(now if pinned is None else pinned)  # revoked as of the servers' time
+    try:
+        if pinned is not None:
+            say("outside kiosk hours now; the servers run in test mode with their clocks at "
+                f"{pinned:%Y-%m-%d %H:%M} UTC")
+            set_clocks(net, pinned)
+            clock.set_now(pinned)
+        say("municipalities register their residents' cards with the centre; one card is "
+            "revoked")
+        net.bind_cards_at_centre()
+        net.revoke_cards(now if pinned is None else pinned)  # as of the servers' time
+    except BaseException:
+        net.stop()  # never leave servers running behind a failed start
+        raise
     return net, clock
 
 
