@@ -15,14 +15,13 @@
 The caller is always a municipality (the authorization interceptor admits no other role) and
 acts only for the codes its certificate names; any other code is TENANT_NOT_SERVED
 (AUTHZ-TENANT). The handlers only translate; the rules live in :mod:`centre.bindings`,
-:mod:`centre.settlement` and :func:`check_card_certificate_at`.
+:mod:`centre.settlement` and ``CardVerifier.check_certificate_at``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -38,7 +37,7 @@ from konbini.clock import Clock
 from konbini.common.v1 import trust_pb2, types_pb2
 from konbini.contracts import reason_enum_value
 from konbini.errors import FieldViolation, KonbiniError, invalid
-from konbini.pki import CardIdentity, CardRejected, CardVerifier
+from konbini.pki import CardRejected, CardVerifier
 from konbini.pki.mtls import peer_identity
 from konbini.platform.v1 import platform_pb2, platform_pb2_grpc
 from konbini.storage import AsyncStore, Tx, to_micros
@@ -49,40 +48,6 @@ LedgerRows = Callable[[Tx, str, int, int], Sequence[Mapping[str, object]]]
 
 class TrustSource(Protocol):
     def current(self) -> trust_pb2.SignedTrustList: ...
-
-
-def check_card_certificate_at(
-    verifier: CardVerifier, now: dt.datetime, cert_der: bytes
-) -> CardIdentity:
-    """The checks of a kiosk card without a signature (there is none at the counter or when
-    binding): profile, chain to a trusted JPKI CA, validity, and revocation on a fresh CRL
-    (fail closed). Raises :class:`CardRejected` with the first failing reason.
-
-    CardVerifier exposes these steps only inside ``verify_at`` (which also needs a card
-    signature); this reuses its steps in the same order so both answer alike.
-    TODO(lead): a public ``CardVerifier.check_certificate_at`` would replace this adapter.
-    """
-    try:
-        cert = x509.load_der_x509_certificate(cert_der)
-    except ValueError:
-        raise CardRejected("CARD_PROFILE_INVALID", "not a DER certificate") from None
-    ca = verifier._issuer_of(cert, now)  # same order as verify_at
-    verifier._check_profile(cert)
-    if now < cert.not_valid_before_utc:
-        raise CardRejected("CARD_NOT_YET_VALID", "the card certificate is not yet valid")
-    if now > cert.not_valid_after_utc:
-        raise CardRejected("CARD_EXPIRED", "the card certificate has expired")
-    verifier._check_revocation(cert, ca, now)
-    cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return CardIdentity(
-        serial=cert.serial_number,
-        issuer=cert.issuer.rfc4514_string(),
-        subject_cn=str(cn[0].value) if cn else "",
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        fingerprint=hashlib.sha256(cert_der).hexdigest(),
-        certificate_der=cert_der,
-    )
 
 
 def _timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
@@ -154,7 +119,7 @@ class PlatformServicer(platform_pb2_grpc.PlatformServiceServicer):
                 verifier.verify_at(now, request.certificate_der, request.signed_data,
                                    request.signature)
             else:
-                check_card_certificate_at(verifier, now, request.certificate_der)
+                verifier.check_certificate_at(now, request.certificate_der)
         except CardRejected as rejected:
             # A failed check is the answer, not an error (the contract says so).
             response.valid = False
@@ -199,8 +164,8 @@ class PlatformServicer(platform_pb2_grpc.PlatformServiceServicer):
         if done is not None:
             return platform_pb2.BindCardResponse.FromString(done)
         now = self._clock.now()
-        card = check_card_certificate_at(await self._card_verifier(), now,
-                                         request.certificate_der)
+        verifier = await self._card_verifier()
+        card = verifier.check_certificate_at(now, request.certificate_der)
         serial = serial_hex(card.serial)
 
         def effect(tx: Tx) -> bytes:

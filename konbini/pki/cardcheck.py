@@ -100,23 +100,31 @@ class CardVerifier:
         self, now: dt.datetime, cert_der: bytes, signed_bytes: bytes, signature: bytes
     ) -> CardIdentity:
         """Return the card's identity, or raise :class:`CardRejected` with the first failure."""
+        identity = self.check_certificate_at(now, cert_der)
+        public_key = x509.load_der_x509_certificate(cert_der).public_key()
+        try:
+            public_key.verify(  # type: ignore[union-attr]  # RSA, checked by the profile
+                signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise CardRejected("CARD_SIGNATURE_INVALID", "the card signature does not verify") \
+                from None
+        return identity
+
+    def check_certificate_at(self, now: dt.datetime, cert_der: bytes) -> CardIdentity:
+        """The certificate checks of :meth:`verify_at` without a card signature (a counter's
+        validation, a municipality binding a card): chain, profile, validity, revocation."""
         now = _utc(now)
         try:
             cert = x509.load_der_x509_certificate(cert_der)
         except ValueError:
             raise CardRejected("CARD_PROFILE_INVALID", "not a DER certificate") from None
         ca = self._issuer_of(cert, now)
-        public_key = self._check_profile(cert)
+        self._check_profile(cert)
         if now < cert.not_valid_before_utc:
             raise CardRejected("CARD_NOT_YET_VALID", "the card certificate is not yet valid")
         if now > cert.not_valid_after_utc:
             raise CardRejected("CARD_EXPIRED", "the card certificate has expired")
         self._check_revocation(cert, ca, now)
-        try:
-            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            raise CardRejected("CARD_SIGNATURE_INVALID", "the card signature does not verify") \
-                from None
         cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         return CardIdentity(
             serial=cert.serial_number,
