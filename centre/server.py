@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from konbini.server import (
     create_server,
     drain,
     start,
+    stop_on_signals,
 )
 from konbini.storage import AsyncStore, Store, open_store
 from konbini.testing.v1 import testing_pb2, testing_pb2_grpc
@@ -208,16 +208,7 @@ async def serve_centre(config: CentreConfig, *, port_file: Path | None = None,
     """Run one centre worker until SIGTERM/SIGINT, then drain; a second signal exits at once."""
     built = build_centre(config)
     await built.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            os._exit(1)  # second signal: the operator wants out now
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"port": built.port, "public_port": built.public_port,

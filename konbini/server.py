@@ -167,6 +167,21 @@ async def drain(
     await server.stop(grace)
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event set by the first SIGTERM or SIGINT (drain); a second one exits at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os._exit(1)  # second signal: the operator wants out now
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    return stop
+
+
 async def serve(
     server: grpc.aio.Server,
     health_servicer: health.aio.HealthServicer,
@@ -178,16 +193,7 @@ async def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain; a second signal exits immediately."""
     await start(server, health_servicer, names)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            os._exit(1)  # second signal: the operator wants out now
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     tasks = [asyncio.create_task(job()) for job in background]
     if on_started:
         on_started()
