@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conformance.failures import CheckFailed
 from conformance.target import Answer, Wire, attempt, method_types
@@ -125,3 +127,32 @@ def claimed_identity_answer(
     )
     metadata = ((DEV_IDENTITY_METADATA, claim),)
     return attempt(lambda: call(request, timeout=wire.config.call_timeout, metadata=metadata))
+
+
+def expect_serving(channel: grpc.Channel, services: Sequence[str]) -> None:
+    """OPS-HEALTH: grpc.health.v1.Health/Check answers SERVING for each service ('' = server)."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    for service in services:
+        try:
+            status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+        except grpc.RpcError as error:
+            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(error.code()),
+                              "no standard health checking") from None
+        if status != health_pb2.HealthCheckResponse.SERVING:
+            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(status),
+                              "not SERVING")
+
+
+def expect_reflected(channel: grpc.Channel, service: str) -> None:
+    """OPS-REFLECTION: server reflection lists ``service``."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    ask = reflection_pb2.ServerReflectionRequest(list_services="")
+    try:
+        responses = list(stub.ServerReflectionInfo(iter([ask]), timeout=10))
+    except grpc.RpcError as error:
+        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)",
+                          str(error.code()), "no server reflection") from None
+    names = [s.name for r in responses for s in r.list_services_response.service]
+    if service not in names:
+        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)", str(names),
+                          f"{service.rsplit('.', 1)[-1]} is not listed")

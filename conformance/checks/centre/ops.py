@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conformance.checks.centre.context import FIXTURE, KIOSK, CentreContext
 from conformance.checks.centre.judge import judge_error_model
 from conformance.failures import CheckFailed
+from conformance.probes import expect_reflected, expect_serving
 from conformance.registry import check
 from conformance.target import attempt, short_text
 from konbini.kiosk.v1 import kiosk_pb2
@@ -21,16 +21,7 @@ OVERSIZED = 60 * 1024 * 1024  # bytes: above any sane bound for a kiosk call, be
 @check("MUST.centre.ops.health", covers=("OPS-HEALTH",))
 def health(ctx: CentreContext) -> None:
     """grpc.health.v1.Health/Check answers SERVING for the server and for KioskService."""
-    stub = health_pb2_grpc.HealthStub(ctx.wire.channel("terminal"))
-    for service in ("", KIOSK):
-        try:
-            status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
-        except grpc.RpcError as error:
-            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(error.code()),
-                              "no standard health checking") from None
-        if status != health_pb2.HealthCheckResponse.SERVING:
-            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(status),
-                              "not SERVING")
+    expect_serving(ctx.wire.channel("terminal"), ("", KIOSK))
 
 
 @check("MUST.centre.ops.fixture_role", covers=("TEST-MODE-ONLY",))
@@ -53,17 +44,7 @@ def fixture_role(ctx: CentreContext) -> None:
 @check("SHOULD.centre.ops.reflection", covers=("OPS-REFLECTION",))
 def reflection(ctx: CentreContext) -> None:
     """Server reflection lists KioskService."""
-    stub = reflection_pb2_grpc.ServerReflectionStub(ctx.wire.channel("terminal"))
-    ask = reflection_pb2.ServerReflectionRequest(list_services="")
-    try:
-        responses = list(stub.ServerReflectionInfo(iter([ask]), timeout=10))
-    except grpc.RpcError as error:
-        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)",
-                          str(error.code()), "no server reflection") from None
-    names = [s.name for r in responses for s in r.list_services_response.service]
-    if KIOSK not in names:
-        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)", str(names),
-                          "KioskService is not listed")
+    expect_reflected(ctx.wire.channel("terminal"), KIOSK)
 
 
 def _serving(ctx: CentreContext) -> str:

@@ -4,11 +4,10 @@ input refused as FIELD_INVALID without effect, and standard health checking."""
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from conformance.checks.terminal.context import DRIVER, S, TerminalContext, describe
 from conformance.failures import CheckFailed, CheckSkipped
+from conformance.probes import expect_reflected, expect_serving
 from conformance.registry import check
 from conformance.target import attempt, short_text
 
@@ -73,29 +72,10 @@ def driver_fields(ctx: TerminalContext) -> None:
 @check("MUST.terminal.ops.health", covers=("OPS-HEALTH",))
 def health(ctx: TerminalContext) -> None:
     """grpc.health.v1.Health/Check answers SERVING for the server and the driver service."""
-    stub = health_pb2_grpc.HealthStub(ctx.wire.channel("caller"))
-    for service in ("", DRIVER):
-        try:
-            status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
-        except grpc.RpcError as error:
-            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(error.code()),
-                              "no standard health checking") from None
-        if status != health_pb2.HealthCheckResponse.SERVING:
-            raise CheckFailed("OPS-HEALTH", f"Health/Check({service!r})", str(status),
-                              "not SERVING")
+    expect_serving(ctx.wire.channel("caller"), ("", DRIVER))
 
 
 @check("SHOULD.terminal.ops.reflection", covers=("OPS-REFLECTION",))
 def reflection(ctx: TerminalContext) -> None:
     """Server reflection lists TerminalDriverService."""
-    stub = reflection_pb2_grpc.ServerReflectionStub(ctx.wire.channel("caller"))
-    try:
-        responses = list(stub.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
-    except grpc.RpcError as error:
-        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)",
-                          str(error.code()), "no server reflection") from None
-    names = [s.name for r in responses for s in r.list_services_response.service]
-    if DRIVER not in names:
-        raise CheckFailed("OPS-REFLECTION", "ServerReflectionInfo(list_services)", str(names),
-                          "TerminalDriverService is not listed")
+    expect_reflected(ctx.wire.channel("caller"), DRIVER)
