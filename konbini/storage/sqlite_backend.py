@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,7 +67,7 @@ class SqliteBackend:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             if self._path is not None:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                mode = self._switch_to_wal(conn)
                 if str(next(iter(mode.values()))).lower() != "wal":
                     raise StorageUnavailable("the SQLite database refused WAL mode")
             # FULL: a commit is on disk before COMMIT returns, so a crash loses nothing.
@@ -79,6 +80,20 @@ class SqliteBackend:
                 raise
             raise typed from exc
         return conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> dict[str, object]:
+        """PRAGMA journal_mode = WAL, retried within the busy timeout: SQLite answers BUSY at
+        once, without its busy handler, when another process opens a new file at the same
+        moment (two workers starting together)."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def acquire(self) -> Iterator[sqlite3.Connection]:
